@@ -1,0 +1,164 @@
+"""Every setting of a tfppo run: one frozen dataclass, its validation and derived values.
+
+This module knows nothing about absl; `tfppo.flags` defines one flag per field with the same
+name and builds a `Config` from them. Defaults are the literature's (PPO paper, CleanRL,
+Stable-Baselines3) unless the docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Tuple
+
+METHODS = ("clip", "kl_pen")
+SIGMA_MODES = ("fixed", "state_independent", "state_dependent")
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
+NORM_ADV_MODES = ("none", "batch", "minibatch")
+KL_RULES = ("ppo", "dppo")
+VECTOR_MODES = ("sync", "async")
+
+
+class ConfigError(ValueError):
+    """A setting a user chose is invalid. The message names the value and what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One training run.
+
+    Rollouts: every update collects `num_steps` steps from each of `num_envs` envs, so a batch
+    holds N = num_steps * num_envs transitions, split into `num_minibatches` minibatches.
+    The actor makes `actor_epochs` passes over the batch and the critic `critic_epochs` passes
+    (the tutorial's A_UPDATE_STEPS and C_UPDATE_STEPS with one minibatch).
+    """
+
+    # Experiment.
+    env: str = "CartPole-v1"
+    seed: int = 0
+    logdir: str = ""
+    resume: bool = False
+    total_timesteps: int = 100_000
+    max_episodes: int = 0  # 0: no episode limit.
+    num_envs: int = 1
+    vector_mode: str = "sync"
+    eval_episodes: int = 10
+    checkpoint_every: int = 50  # updates between checkpoints; the last update always saves.
+    deterministic: bool = True  # TF op determinism: same seed, same numbers.
+
+    # Rollout and advantages.
+    num_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    reward_shift: float = 0.0  # env reward r is trained on as (r + reward_shift) * reward_scale.
+    reward_scale: float = 1.0
+    norm_adv: str = "batch"
+
+    # Objective.
+    method: str = "clip"
+    clip_epsilon: float = 0.2
+    kl_target: float = 0.01
+    kl_lambda_init: float = 0.5
+    kl_lambda_min: float = 1e-4
+    kl_lambda_max: float = 10.0
+    kl_rule: str = "ppo"
+    target_kl: float = 0.0  # 0: off; else stop the actor epochs once the batch KL exceeds it.
+    ent_coef: float = 0.0
+
+    # Optimisation.
+    actor_lr: float = 3e-4
+    critic_lr: float = 1e-3
+    actor_epochs: int = 10
+    critic_epochs: int = 10
+    num_minibatches: int = 4
+    max_grad_norm: float = 0.5  # 0: no clipping.
+    anneal_lr: bool = False
+
+    # Networks.
+    hidden_sizes: Tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    sigma: str = "state_independent"
+    sigma_init: float = 1.0  # the fixed sigma, or the initial one for the trained modes.
+    sigma_min: float = 1e-3  # floor added to every sigma so it never collapses to 0.
+    squash_mean: bool = False  # loc = tanh(x) scaled to the Box bounds (the tutorial's 2*tanh).
+    ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def batch_size(self) -> int:
+        """N: transitions per update."""
+        return self.num_steps * self.num_envs
+
+    @property
+    def minibatch_size(self) -> int:
+        """M: transitions per gradient step."""
+        return self.batch_size // self.num_minibatches
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    _require(value in choices, f"--{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _finite(name: str, value: float) -> None:
+    _require(math.isfinite(value), f"--{name}={value} must be a finite number")
+
+
+def validate(config: Config) -> None:
+    """Raises ConfigError naming the first bad value; runs before any env is made."""
+    _require(bool(config.env), "--env must name a gymnasium env id, e.g. CartPole-v1")
+    _choice("method", config.method, METHODS)
+    _choice("sigma", config.sigma, SIGMA_MODES)
+    _choice("activation", config.activation, ACTIVATIONS)
+    _choice("norm_adv", config.norm_adv, NORM_ADV_MODES)
+    _choice("kl_rule", config.kl_rule, KL_RULES)
+    _choice("vector_mode", config.vector_mode, VECTOR_MODES)
+    for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
+        value = getattr(config, name)
+        _require(value >= 1, f"--{name}={value} must be a positive integer")
+    for name in ("critic_epochs", "eval_episodes", "max_episodes", "total_timesteps"):
+        value = getattr(config, name)
+        _require(value >= 0, f"--{name}={value} must be >= 0")
+    _require(
+        config.total_timesteps > 0 or config.max_episodes > 0,
+        "--total_timesteps and --max_episodes are both 0: the run would never stop",
+    )
+    _require(config.checkpoint_every >= 1, f"--checkpoint_every={config.checkpoint_every} must be >= 1")
+    floats = (
+        "gamma", "gae_lambda", "reward_shift", "reward_scale", "clip_epsilon", "kl_target",
+        "kl_lambda_init", "kl_lambda_min", "kl_lambda_max", "target_kl", "ent_coef", "actor_lr",
+        "critic_lr", "max_grad_norm", "sigma_init", "sigma_min",
+    )
+    for name in floats:
+        _finite(name, getattr(config, name))
+    for name in ("actor_lr", "critic_lr", "clip_epsilon", "kl_target", "sigma_init", "sigma_min"):
+        value = getattr(config, name)
+        _require(value > 0, f"--{name}={value} must be > 0")
+    for name in ("ent_coef", "max_grad_norm", "target_kl", "kl_lambda_init"):
+        value = getattr(config, name)
+        _require(value >= 0, f"--{name}={value} must be >= 0")
+    _require(0 <= config.gamma <= 1, f"--gamma={config.gamma} must be in [0, 1]")
+    _require(0 <= config.gae_lambda <= 1, f"--gae_lambda={config.gae_lambda} must be in [0, 1]")
+    _require(config.reward_scale != 0, "--reward_scale=0 would erase every reward")
+    _require(
+        0 < config.kl_lambda_min <= config.kl_lambda_max,
+        f"--kl_lambda_min={config.kl_lambda_min} and --kl_lambda_max={config.kl_lambda_max} "
+        "must satisfy 0 < min <= max",
+    )
+    _require(len(config.hidden_sizes) >= 1, "--hidden_sizes needs at least one layer, e.g. 64,64")
+    for size in config.hidden_sizes:
+        _require(size >= 1, f"--hidden_sizes contains {size}; every layer needs >= 1 unit")
+    _require(
+        config.batch_size % config.num_minibatches == 0,
+        f"--num_minibatches={config.num_minibatches} does not divide the batch of "
+        f"{config.batch_size} (= --num_steps {config.num_steps} x --num_envs {config.num_envs})",
+    )

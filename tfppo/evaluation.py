@@ -1,0 +1,37 @@
+"""Deterministic evaluation episodes on a fresh, single (non-vector) env."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from tfppo import envs as envs_lib
+
+ActFn = Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
+
+
+def run_episodes(env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec) -> List[float]:
+    """Plays `episodes` episodes with `act(observation [1, D], mask [1, A] or None) -> [1, ...]`.
+
+    Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
+    Box actions are clipped to the bounds before the env sees them.
+    """
+    env = envs_lib.make_env(env_id)
+    returns = []
+    try:
+        for episode in range(episodes):
+            observation, info = env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                batched_info = {envs_lib.MASK_KEY: np.asarray(info[envs_lib.MASK_KEY])[None]} if envs_lib.MASK_KEY in info else {}
+                batched = {k: np.asarray(v)[None] for k, v in observation.items()} if isinstance(observation, dict) else np.asarray(observation)[None]
+                obs, mask = envs_lib.split_observation(batched, batched_info, spec.has_mask)
+                action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))[0]
+                observation, reward, terminated, truncated, info = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return returns

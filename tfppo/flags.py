@@ -1,0 +1,101 @@
+"""absl flags: one per Config field, with the same name, and flags -> Config.
+
+Only entry points (tfppo.train) import this module; library code never reads FLAGS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from tfppo import config as config_lib
+
+HELP = {
+    "env": "Gymnasium env id (Discrete or 1-D Box actions; Box observations).",
+    "seed": "One seed for Python, NumPy, TF and the envs (env i gets seed + i).",
+    "logdir": "Run directory; default runs/<env>_<method>_seed<seed>_<time>. Must be new unless --resume.",
+    "resume": "Continue the run in --logdir from its latest checkpoint.",
+    "total_timesteps": "Stop after this many env steps (0: no step limit).",
+    "max_episodes": "Stop after this many finished episodes (0: no episode limit; the tutorial's EP_MAX).",
+    "num_envs": "Envs stepped in parallel by one vector env; one policy call serves them all.",
+    "vector_mode": "sync: envs in this process; async: one subprocess per env.",
+    "eval_episodes": "Deterministic evaluation episodes at the end (summary.json eval_return_mean).",
+    "checkpoint_every": "Save a checkpoint every this many updates (and always at the end).",
+    "deterministic": "TF op determinism: the same seed gives the same metrics.",
+    "num_steps": "Steps per env per rollout (the tutorial's BATCH with one env).",
+    "gamma": "Discount factor.",
+    "gae_lambda": "GAE lambda; 1.0 gives the tutorial's bootstrapped discounted returns.",
+    "reward_shift": "Train on (r + reward_shift) * reward_scale; the tutorial's Pendulum scaling is shift 8, scale 0.125.",
+    "reward_scale": "See --reward_shift. Episode returns are always reported from the raw reward.",
+    "norm_adv": "Advantage normalisation: none (the tutorial), batch, or minibatch.",
+    "method": "clip: clipped surrogate; kl_pen: surrogate minus lambda * KL(old || new).",
+    "clip_epsilon": "Clip range epsilon of the clipped surrogate.",
+    "kl_target": "kl_pen: the KL target d_targ of the adaptive lambda rule.",
+    "kl_lambda_init": "kl_pen: initial KL coefficient lambda (the tutorial's lam).",
+    "kl_lambda_min": "kl_pen: lower bound of lambda.",
+    "kl_lambda_max": "kl_pen: upper bound of lambda.",
+    "kl_rule": "kl_pen: ppo (halve below target/1.5, double above 1.5 x target) or dppo (x0.5 below target/2, x1.5 above 2 x target).",
+    "target_kl": "Stop the actor epochs once the batch KL exceeds this (0: off). kl_pen always stops at 4 x kl_target.",
+    "ent_coef": "Entropy bonus coefficient.",
+    "actor_lr": "Actor Adam learning rate (the tutorial's A_LR).",
+    "critic_lr": "Critic Adam learning rate (the tutorial's C_LR).",
+    "actor_epochs": "Actor passes over each batch (the tutorial's A_UPDATE_STEPS with one minibatch).",
+    "critic_epochs": "Critic passes over each batch (the tutorial's C_UPDATE_STEPS).",
+    "num_minibatches": "Minibatches per pass; must divide num_steps * num_envs. 1 = the tutorial.",
+    "max_grad_norm": "Clip each network's global gradient norm to this (0: off).",
+    "anneal_lr": "Decay both learning rates linearly to 0 over the run.",
+    "hidden_sizes": "Hidden layer sizes of actor and critic, comma separated.",
+    "activation": "Hidden layer activation.",
+    "sigma": "Box actions: fixed (sigma_init, not trained), state_independent (trained log-std), state_dependent (a softplus head).",
+    "sigma_init": "The fixed sigma, or the initial sigma of the trained modes.",
+    "sigma_min": "Floor added to sigma so it never collapses to 0.",
+    "squash_mean": "Box actions: mean = tanh scaled to the bounds (the tutorial's 2 * tanh on Pendulum).",
+    "ortho_init": "Orthogonal initialisation (gain sqrt 2; 0.01 on the actor's last layer, 1 on the critic's).",
+}
+
+_CHOICES = {
+    "method": config_lib.METHODS, "sigma": config_lib.SIGMA_MODES,
+    "activation": config_lib.ACTIVATIONS, "norm_adv": config_lib.NORM_ADV_MODES,
+    "kl_rule": config_lib.KL_RULES, "vector_mode": config_lib.VECTOR_MODES,
+}
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines one flag per Config field, defaulting to the Config default."""
+    hints = typing.get_type_hints(config_lib.Config)
+    for field in dataclasses.fields(config_lib.Config):
+        name, default, kind = field.name, field.default, hints[field.name]
+        help_text = HELP[name]
+        if name in _CHOICES:
+            flags.DEFINE_enum(name, default, list(_CHOICES[name]), help_text, flag_values=flag_values)
+        elif kind is bool:
+            flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
+        elif kind is int:
+            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
+        elif kind is float:
+            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
+        elif kind is str:
+            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+        else:  # Tuple[int, ...]
+            flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=flag_values)
+
+
+def to_config(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
+    """Builds (and so validates) the Config from parsed flags."""
+    values = {}
+    for field in dataclasses.fields(config_lib.Config):
+        value = flag_values[field.name].value
+        if field.name == "hidden_sizes":
+            try:
+                value = tuple(int(v) for v in value)
+            except ValueError:
+                raise config_lib.ConfigError(f"--hidden_sizes={','.join(value)} must be integers, e.g. 64,64") from None
+        values[field.name] = value
+    return config_lib.Config(**values)
+
+
+def explicitly_set(flag_values: flags.FlagValues = flags.FLAGS) -> set:
+    """Names of Config flags given on the command line or in a flagfile."""
+    return {f.name for f in dataclasses.fields(config_lib.Config) if flag_values[f.name].present}

@@ -1,0 +1,113 @@
+"""Where a run reports: TensorBoard scalars, metrics.jsonl, and the console progress.
+
+Only this module writes summaries. The console shows a tqdm bar on a terminal and, when
+output is not a terminal (CI, a log file), a plain progress line every `log_every_s` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+import tensorflow as tf
+from tqdm import tqdm
+
+# TensorBoard groups: the dashboard shows one section per prefix.
+GROUPS = {
+    "episode_return_mean": "charts", "episode_length_mean": "charts", "episodes": "charts",
+    "sps": "charts", "policy_loss": "losses", "value_loss": "losses", "entropy": "losses",
+    "explained_variance": "losses", "kl": "health", "approx_kl_k1": "health",
+    "approx_kl_k3": "health", "clip_fraction": "health", "ratio_max": "health",
+    "kl_lambda": "health", "kl_lambda_used": "health", "actor_epochs_run": "health",
+    "actor_grad_norm": "health", "critic_grad_norm": "health", "sigma_mean": "health",
+    "sigma_min": "health", "sigma_max": "health", "actor_lr": "optim", "critic_lr": "optim",
+}
+SKIP = {"global_step", "update", "wall_s"}
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class MetricsLogger:
+    """Writes one record per update to TensorBoard and metrics.jsonl and shows progress.
+
+    total_steps / total_episodes: the run's budget (0 = no limit); progress counts whichever
+    is set, env steps first.
+    """
+
+    def __init__(self, logdir: str, total_steps: int, total_episodes: int, initial_step: int = 0,
+                 initial_episodes: int = 0, log_every_s: float = 10.0, stream=None):
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
+        self.total_steps, self.total_episodes = total_steps, total_episodes
+        self.stream = stream or sys.stderr
+        self.log_every_s = log_every_s
+        self.last_line = 0.0
+        self.start = time.time()
+        by_steps = total_steps > 0
+        self.progress = tqdm(
+            total=total_steps if by_steps else total_episodes,
+            initial=initial_step if by_steps else initial_episodes,
+            unit="step" if by_steps else "ep", file=self.stream, dynamic_ncols=True,
+            disable=None,  # None: off when the stream is not a terminal.
+        )
+        self.interactive = not self.progress.disable
+
+    def write(self, record: Dict[str, float]) -> None:
+        step = int(record["global_step"])
+        with self.writer.as_default(step=step):
+            for key, value in record.items():
+                if key not in SKIP and value is not None and math.isfinite(value):
+                    tf.summary.scalar(f"{GROUPS.get(key, 'misc')}/{key}", value)
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        self._show(record)
+
+    def _fraction_done(self, record) -> float:
+        fractions = []
+        if self.total_steps:
+            fractions.append(record["global_step"] / self.total_steps)
+        if self.total_episodes:
+            fractions.append(record["episodes"] / self.total_episodes)
+        return min(max(fractions), 1.0) if fractions else 0.0
+
+    def _show(self, record) -> None:
+        ret = record.get("episode_return_mean", float("nan"))
+        if self.interactive:
+            done = record["global_step"] if self.total_steps else record["episodes"]
+            self.progress.update(int(done) - self.progress.n)
+            self.progress.set_postfix(
+                episodes=int(record["episodes"]), ret=f"{ret:.1f}", sps=f"{record['sps']:.0f}", refresh=False
+            )
+            return
+        now = time.time()
+        if now - self.last_line < self.log_every_s:
+            return
+        self.last_line = now
+        fraction = self._fraction_done(record)
+        elapsed = record["wall_s"]
+        left = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
+        print(
+            f"step {int(record['global_step'])} | episodes {int(record['episodes'])} | "
+            f"return {ret:.1f} | {record['sps']:.0f} steps/s | {fraction:.0%} | "
+            f"time left {_format_duration(left)}",
+            file=self.stream, flush=True,
+        )
+
+    def close(self, final: Optional[Dict[str, float]] = None) -> None:
+        if final is not None and not self.interactive:
+            self.last_line = 0.0
+            self._show(final)
+        self.progress.close()
+        self.writer.flush()
+        self.writer.close()
+        self.jsonl.close()

@@ -1,0 +1,66 @@
+"""Acting: one compiled call per env step serves all B envs.
+
+`step` samples actions and returns, in one call, what the rollout stores: the action, its
+log-prob, V(s) and the distribution's parameters. Sampling uses stateless seeds drawn from a
+checkpointed `tf.random.Generator`, so the same seed gives the same actions.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfppo import distributions
+from tfppo.envs import EnvSpec
+
+
+class Policy(tf.Module):
+    def __init__(self, actor, critic, spec: EnvSpec, seed: int):
+        super().__init__(name="policy")
+        self.actor, self.critic, self.spec = actor, critic, spec
+        self.kind = spec.action.kind
+        self.rng = tf.random.Generator.from_seed(seed)
+        observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, "observation")
+        signature = [observation]
+        if spec.has_mask:
+            signature.append(tf.TensorSpec((None, spec.action.num_actions), tf.bool, "mask"))
+        self.compiled_step = tf.function(self._step, input_signature=signature)
+        self.compiled_mode = tf.function(self._mode, input_signature=signature)
+        self.compiled_value = tf.function(self._value, input_signature=[observation])
+
+    def _step(self, observation, mask=None) -> Dict[str, tf.Tensor]:
+        params = self.actor.params(observation)
+        distribution = distributions.from_params(self.kind, params, mask)
+        seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
+        action = distribution.sample(seed=seed)
+        out = {
+            "action": action,
+            "log_prob": distribution.log_prob(action),
+            "value": self.critic(observation),
+        }
+        out.update(params)
+        return out
+
+    def _mode(self, observation, mask=None) -> tf.Tensor:
+        distribution = self.actor(observation, action_mask=mask)
+        return distributions.mode(self.kind, distribution)
+
+    def _value(self, observation) -> tf.Tensor:
+        return self.critic(observation)
+
+    def _args(self, observation: np.ndarray, mask: Optional[np.ndarray]):
+        return (observation, mask) if self.spec.has_mask else (observation,)
+
+    def step(self, observation: np.ndarray, mask: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+        """Samples actions for a batch of observations [B, D]; returns NumPy arrays."""
+        out = self.compiled_step(*self._args(observation, mask))
+        return {key: value.numpy() for key, value in out.items()}
+
+    def mode(self, observation: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """The deterministic (most likely / mean) action, raw (not clipped)."""
+        return self.compiled_mode(*self._args(observation, mask)).numpy()
+
+    def value(self, observation: np.ndarray) -> np.ndarray:
+        return self.compiled_value(observation).numpy()

@@ -1,0 +1,187 @@
+"""Time-major rollout storage [T, B, ...], GAE with correct truncation, and the env loop.
+
+Letters: T steps per env per rollout, B envs, N = T * B, D observation dim, A action dim.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from tfppo import envs as envs_lib
+from tfppo.config import ConfigError
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    truncation_values: np.ndarray,
+    last_value: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+):
+    """Generalised advantage estimation over a time-major rollout.
+
+    Args:
+      rewards: [T, B] reward of step t.
+      values: [T, B] V(s_t) recorded when acting.
+      terminated: [T, B] bool, the episode ended in a terminal state at step t (V = 0 after).
+      truncated: [T, B] bool, the episode was cut at step t (time limit): bootstrap from
+        V(final observation), given in `truncation_values`.
+      truncation_values: [T, B] V(final observation of step t); read only where truncated.
+      last_value: [B] V(s_T), the observation after the rollout.
+      gamma, gae_lambda: discount and GAE lambda; lambda = 1 gives the bootstrapped discounted
+        return minus V(s_t) (the tutorial's advantage).
+
+    Returns:
+      (advantages [T, B], returns [T, B]) float32, returns = advantages + values.
+    """
+    num_steps = rewards.shape[0]
+    advantages = np.zeros_like(values, dtype=np.float32)
+    next_advantage = np.zeros_like(last_value, dtype=np.float32)
+    next_value = last_value.astype(np.float32)
+    for t in reversed(range(num_steps)):
+        bootstrap = np.where(truncated[t], truncation_values[t], next_value)
+        bootstrap = np.where(terminated[t], 0.0, bootstrap)
+        delta = rewards[t] + gamma * bootstrap - values[t]
+        episode_goes_on = ~(terminated[t] | truncated[t])
+        next_advantage = delta + gamma * gae_lambda * episode_goes_on * next_advantage
+        advantages[t] = next_advantage
+        next_value = values[t]
+    return advantages, (advantages + values).astype(np.float32)
+
+
+class Rollout:
+    """Preallocated [T, B, ...] arrays for one rollout."""
+
+    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec, param_dims: Dict[str, int]):
+        T, B = num_steps, num_envs
+        self.num_steps, self.num_envs = T, B
+        self.observation = np.zeros((T, B) + spec.observation_shape, np.float32)
+        if spec.action.kind == "discrete":
+            self.action = np.zeros((T, B), np.int32)
+        else:
+            self.action = np.zeros((T, B, spec.action.dim), np.float32)
+        self.mask = np.ones((T, B, spec.action.num_actions), bool) if spec.has_mask else None
+        self.reward = np.zeros((T, B), np.float32)
+        self.terminated = np.zeros((T, B), bool)
+        self.truncated = np.zeros((T, B), bool)
+        self.final_observation = np.zeros_like(self.observation)
+        self.behavior_value = np.zeros((T, B), np.float32)
+        self.behavior_log_prob = np.zeros((T, B), np.float32)
+        self.behavior_params = {k: np.zeros((T, B, d), np.float32) for k, d in param_dims.items()}
+        self.truncation_value = np.zeros((T, B), np.float32)
+        self.last_value = np.zeros((B,), np.float32)
+
+    def advantages(self, gamma: float, gae_lambda: float):
+        """(advantages [T, B], returns [T, B]) by GAE over this rollout."""
+        return compute_gae(
+            self.reward, self.behavior_value, self.terminated, self.truncated,
+            self.truncation_value, self.last_value, gamma, gae_lambda,
+        )
+
+    def flatten(self, advantages: np.ndarray, returns: np.ndarray) -> Dict[str, np.ndarray]:
+        """The learner's batch: every [T, B, ...] array as [N, ...], N = T * B."""
+        n = self.num_steps * self.num_envs
+
+        def flat(x):
+            return x.reshape((n,) + x.shape[2:])
+
+        batch = {
+            "observation": flat(self.observation),
+            "action": flat(self.action),
+            "behavior_log_prob": flat(self.behavior_log_prob),
+            "behavior_value": flat(self.behavior_value),
+            "advantage": flat(advantages),
+            "return": flat(returns),
+        }
+        batch.update({f"behavior_{k}": flat(v) for k, v in self.behavior_params.items()})
+        if self.mask is not None:
+            batch["mask"] = flat(self.mask)
+        return batch
+
+
+PolicyStep = Callable[[np.ndarray, Optional[np.ndarray]], Dict[str, np.ndarray]]
+ValueFn = Callable[[np.ndarray], np.ndarray]
+
+
+class Collector:
+    """Steps a vector env with a policy, fills Rollouts and keeps episode statistics.
+
+    The env sees clipped Box actions; the rollout keeps the raw sample. Episode returns are
+    the undiscounted sum of the raw env reward; training rewards are (r + shift) * scale.
+    """
+
+    def __init__(self, vector_env, spec: envs_lib.EnvSpec, seed: int, reward_shift: float, reward_scale: float, window: int = 100):
+        self.env = vector_env
+        self.spec = spec
+        self.reward_shift, self.reward_scale = reward_shift, reward_scale
+        self.num_envs = vector_env.num_envs
+        observation, info = vector_env.reset(seed=[seed + i for i in range(self.num_envs)])
+        self.observation, self.mask = envs_lib.split_observation(observation, info, spec.has_mask)
+        self.running_return = np.zeros(self.num_envs, np.float64)
+        self.running_length = np.zeros(self.num_envs, np.int64)
+        self.recent_returns = collections.deque(maxlen=window)
+        self.recent_lengths = collections.deque(maxlen=window)
+        self.episodes = 0
+        self.env_steps = 0
+
+    def collect(self, rollout: Rollout, policy_step: PolicyStep, value_fn: ValueFn) -> None:
+        for t in range(rollout.num_steps):
+            envs_lib.check_mask(self.mask, self.spec.action.num_actions, self.env_steps)
+            out = policy_step(self.observation, self.mask)
+            rollout.observation[t] = self.observation
+            if rollout.mask is not None:
+                rollout.mask[t] = self.mask
+            rollout.action[t] = out["action"]
+            rollout.behavior_log_prob[t] = out["log_prob"]
+            rollout.behavior_value[t] = out["value"]
+            for key, array in rollout.behavior_params.items():
+                array[t] = out[key]
+            self._step(rollout, t, envs_lib.env_action(self.spec.action, out["action"]))
+        rollout.last_value[:] = value_fn(self.observation)
+        cut = rollout.truncated & ~rollout.terminated
+        rollout.truncation_value[:] = 0.0
+        if cut.any():  # One critic call for every truncation of the rollout.
+            rollout.truncation_value[cut] = value_fn(rollout.final_observation[cut])
+
+    def _step(self, rollout: Rollout, t: int, action: np.ndarray) -> None:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        reward = np.asarray(reward, np.float64)
+        if not np.all(np.isfinite(reward)):
+            env = int(np.flatnonzero(~np.isfinite(reward))[0])
+            raise ConfigError(f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number")
+        self.env_steps += self.num_envs
+        next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec.has_mask)
+        done = np.logical_or(terminated, truncated)
+        rollout.reward[t] = (reward + self.reward_shift) * self.reward_scale
+        rollout.terminated[t] = terminated
+        rollout.truncated[t] = truncated
+        rollout.final_observation[t] = next_observation
+        if done.any():
+            final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, False)
+            rollout.final_observation[t][done] = final[done]
+        self.running_return += reward
+        self.running_length += 1
+        for env in np.flatnonzero(done):
+            self.recent_returns.append(float(self.running_return[env]))
+            self.recent_lengths.append(int(self.running_length[env]))
+            self.episodes += 1
+        self.running_return[done] = 0.0
+        self.running_length[done] = 0
+        self.observation, self.mask = next_observation, next_mask
+
+    def return_mean(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+
+def _final_observations(info: dict, observation):
+    """The observations that ended episodes this step (SAME_STEP autoreset puts them in info)."""
+    final = info["final_obs"]
+    if isinstance(observation, dict):
+        return {k: np.stack([f[k] if f is not None else observation[k][i] for i, f in enumerate(final)]) for k in observation}
+    return np.stack([f if f is not None else observation[i] for i, f in enumerate(final)])

@@ -1,0 +1,217 @@
+"""The training loop: envs -> rollout -> advantages -> learner -> metrics and checkpoints.
+
+`train(config, logdir)` runs one experiment in a prepared logdir and returns its summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfppo import envs as envs_lib
+from tfppo import evaluation, learner as learner_lib, networks, plot, rollout as rollout_lib
+from tfppo.config import Config, ConfigError
+from tfppo.metrics import MetricsLogger
+from tfppo.policy import Policy
+
+RETURN_WINDOW = 100
+CHECKPOINT_DIR = "checkpoints"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN, an interrupted run); the message says what was kept."""
+
+
+class TrainState(tf.Module):
+    """Counters checkpointed with the run, so --resume continues it."""
+
+    def __init__(self):
+        super().__init__(name="train_state")
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.wall_s = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.recent_returns = tf.Variable(tf.zeros([RETURN_WINDOW], tf.float64), trainable=False)
+        self.num_recent = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_return_mean = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+
+
+def has_checkpoint(logdir: str) -> bool:
+    return tf.train.latest_checkpoint(os.path.join(logdir, CHECKPOINT_DIR)) is not None
+
+
+def seed_everything(config: Config) -> None:
+    keras.utils.set_random_seed(config.seed)  # Python, NumPy and TF global seeds.
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+class Trainer:
+    def __init__(self, config: Config, logdir: str):
+        self.config, self.logdir = config, logdir
+        seed_everything(config)
+        self.env = envs_lib.make_vector_env(config)
+        _, info = self.env.reset(seed=config.seed)
+        self.spec = envs_lib.env_spec(
+            self.env.single_observation_space, self.env.single_action_space, envs_lib.MASK_KEY in info
+        )
+        self.actor, self.critic = networks.build(self.spec, config)
+        self.policy = Policy(self.actor, self.critic, self.spec, config.seed)
+        self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config)
+        self.state = TrainState()
+        self.checkpoint = tf.train.Checkpoint(
+            actor=self.actor, critic=self.critic, learner=self.learner, policy_rng=self.policy.rng,
+            state=self.state,
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(logdir, CHECKPOINT_DIR), max_to_keep=3
+        )
+        if config.resume:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        # A resumed run meets new episodes, not a replay of the first ones.
+        env_seed = config.seed + 100_003 * int(self.state.updates.numpy())
+        self.collector = rollout_lib.Collector(
+            self.env, self.spec, env_seed, config.reward_shift, config.reward_scale, RETURN_WINDOW
+        )
+        self.collector.env_steps = int(self.state.global_step.numpy())
+        self.collector.episodes = int(self.state.episodes.numpy())
+        recent = self.state.recent_returns.numpy()[: int(self.state.num_recent.numpy())]
+        self.collector.recent_returns.extend(recent.tolist())
+        self.rollout = rollout_lib.Rollout(
+            config.num_steps, config.num_envs, self.spec, learner_lib.param_dims(self.spec)
+        )
+
+    def _done(self) -> bool:
+        config = self.config
+        if config.total_timesteps and self.collector.env_steps >= config.total_timesteps:
+            return True
+        return bool(config.max_episodes and self.collector.episodes >= config.max_episodes)
+
+    def _progress(self) -> float:
+        config, fractions = self.config, []
+        if config.total_timesteps:
+            fractions.append(self.collector.env_steps / config.total_timesteps)
+        if config.max_episodes:
+            fractions.append(self.collector.episodes / config.max_episodes)
+        return min(max(fractions), 1.0)
+
+    def _sync_state(self, wall_s: float) -> None:
+        recent = np.zeros(RETURN_WINDOW)
+        values = list(self.collector.recent_returns)
+        recent[: len(values)] = values
+        self.state.global_step.assign(self.collector.env_steps)
+        self.state.episodes.assign(self.collector.episodes)
+        self.state.recent_returns.assign(recent)
+        self.state.num_recent.assign(len(values))
+        self.state.wall_s.assign(wall_s)
+        mean = self.collector.return_mean()
+        if len(values) and mean > self.state.best_return_mean.numpy():
+            self.state.best_return_mean.assign(mean)
+
+    def save(self) -> str:
+        return self.manager.save(checkpoint_number=int(self.state.updates.numpy()))
+
+    def _update_once(self) -> Dict[str, float]:
+        config = self.config
+        started = time.perf_counter()
+        self.collector.collect(self.rollout, self.policy.step, self.policy.value)
+        collected = time.perf_counter()
+        advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
+        metrics = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
+        self.collect_s += collected - started
+        self.update_s += time.perf_counter() - collected
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if bad:
+            raise TrainingError(
+                f"non-finite {', '.join(bad)} at update {int(self.state.updates.numpy()) + 1} "
+                f"(env step {self.collector.env_steps}); training stopped, last good checkpoint "
+                f"kept: {self.manager.latest_checkpoint or 'none yet'}"
+            )
+        return metrics
+
+    def train(self) -> Dict[str, float]:
+        config = self.config
+        start_steps, wall_before = self.collector.env_steps, float(self.state.wall_s.numpy())
+        started = time.time()
+        self.collect_s = self.update_s = 0.0
+        logger = MetricsLogger(
+            self.logdir, config.total_timesteps, config.max_episodes, self.collector.env_steps,
+            self.collector.episodes,
+        )
+        record = None
+        try:
+            while not self._done():
+                metrics = self._update_once()
+                self.state.updates.assign_add(1)
+                elapsed = time.time() - started
+                self._sync_state(wall_before + elapsed)
+                record = {
+                    "global_step": self.collector.env_steps,
+                    "update": int(self.state.updates.numpy()),
+                    "episodes": self.collector.episodes,
+                    "episode_return_mean": self.collector.return_mean(),
+                    "episode_length_mean": float(np.mean(self.collector.recent_lengths)) if self.collector.recent_lengths else float("nan"),
+                    "sps": (self.collector.env_steps - start_steps) / max(elapsed, 1e-9),
+                    "wall_s": wall_before + elapsed,
+                    "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
+                    **metrics,
+                }
+                logger.write(record)
+                if record["update"] % config.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            path = self.save()
+            raise TrainingError(f"interrupted at env step {self.collector.env_steps}; checkpoint saved to {path}; continue with --resume") from None
+        finally:
+            logger.close(record)
+            self.env.close()
+        checkpoint = self.save()
+        return self._finish(record, checkpoint, time.time() - started, start_steps)
+
+    def evaluate(self, episodes: int) -> list:
+        return evaluation.run_episodes(
+            self.config.env, self.policy.mode, episodes, self.config.seed + 10_000, self.spec
+        )
+
+    def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> Dict[str, float]:
+        returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []
+        steps = self.collector.env_steps
+        summary = {
+            "env": self.config.env,
+            "method": self.config.method,
+            "seed": self.config.seed,
+            "global_step": steps,
+            "episodes": self.collector.episodes,
+            "updates": int(self.state.updates.numpy()),
+            "episode_return_mean": self.collector.return_mean(),
+            "best_return_mean": float(self.state.best_return_mean.numpy()),
+            "eval_episodes": len(returns),
+            "eval_return_mean": float(np.mean(returns)) if returns else None,
+            "eval_return_std": float(np.std(returns)) if returns else None,
+            "wall_s": float(self.state.wall_s.numpy()),
+            "sps": (steps - start_steps) / max(elapsed, 1e-9),
+            "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
+            "checkpoint": checkpoint,
+            "logdir": self.logdir,
+        }
+        if record is not None:
+            summary["learning_curve"] = plot.plot_runs(
+                [self.logdir], os.path.join(self.logdir, "learning_curve.png"),
+                title=f"{self.config.env} ({self.config.method}, seed {self.config.seed})",
+            )
+        with open(os.path.join(self.logdir, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        return summary
+
+
+def train(config: Config, logdir: str) -> Dict[str, float]:
+    if config.resume and not has_checkpoint(logdir):
+        raise ConfigError(f"--resume: no checkpoint in {os.path.join(logdir, CHECKPOINT_DIR)}")
+    return Trainer(config, logdir).train()
