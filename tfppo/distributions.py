@@ -30,6 +30,7 @@ def masked_logits(logits: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
       InvalidArgumentError: a row of `mask` allows no action at all (which a plain softmax
       would silently turn into a uniform distribution over invalid actions).
     """
+    logits = tf.convert_to_tensor(logits, tf.float32)
     if mask is None:
         return logits
     mask = tf.convert_to_tensor(mask, tf.bool)

@@ -157,6 +157,9 @@ class Collector:
             raise ConfigError(f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number")
         self.env_steps += self.num_envs
         next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec.has_mask)
+        if not np.all(np.isfinite(next_observation)):
+            env = int(np.flatnonzero(~np.isfinite(next_observation).reshape(self.num_envs, -1).all(1))[0])
+            raise ConfigError(f"env {env} returned a non-finite observation at env step {self.env_steps}")
         done = np.logical_or(terminated, truncated)
         rollout.reward[t] = (reward + self.reward_shift) * self.reward_scale
         rollout.terminated[t] = terminated

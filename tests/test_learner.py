@@ -1,0 +1,112 @@
+"""The compiled update: golden first-step losses, the KL lambda rule in the loop, no retracing."""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tfppo import learner as learner_lib
+from tfppo import networks
+from tfppo.config import Config
+from tfppo.envs import ActionSpec, EnvSpec
+from tfppo.policy import Policy
+
+DISCRETE = EnvSpec(observation_shape=(4,), action=ActionSpec("discrete", num_actions=3), has_mask=False)
+BOX = EnvSpec((3,), ActionSpec("box", shape=(2,), low=-np.ones(2, np.float32), high=np.ones(2, np.float32)), False)
+SMALL = Config(env="x", num_envs=2, num_steps=8, num_minibatches=2, actor_epochs=2, critic_epochs=2, hidden_sizes=(8,))
+
+
+def zero_weights(model):
+    for variable in model.variables:
+        variable.assign(tf.zeros_like(variable))
+
+
+def make(spec, config):
+    actor, critic = networks.build(spec, config)
+    return actor, critic, Policy(actor, critic, spec, seed=1), learner_lib.Learner(actor, critic, spec, config)
+
+
+def random_batch(spec, config, policy, seed):
+    rng = np.random.default_rng(seed)
+    n = config.batch_size
+    observation = rng.normal(size=(n,) + spec.observation_shape).astype(np.float32)
+    out = policy.step(observation)
+    batch = {
+        "observation": observation, "action": out["action"], "behavior_log_prob": out["log_prob"],
+        "behavior_value": out["value"], "advantage": rng.normal(size=n).astype(np.float32),
+        "return": rng.normal(size=n).astype(np.float32),
+    }
+    batch.update({f"behavior_{k}": out[k] for k in learner_lib.param_dims(spec)})
+    return batch
+
+
+class LearnerTest(tf.test.TestCase):
+    def test_first_step_losses_on_zero_networks(self):
+        # Zero weights: uniform policy over 3 actions, V = 0. With one epoch of one minibatch the
+        # reported losses are those before the only gradient step: ratio 1, so the surrogate is
+        # -mean(A); the value loss is mean(R^2); the entropy is log 3.
+        config = dataclasses.replace(SMALL, actor_epochs=1, critic_epochs=1, num_minibatches=1, norm_adv="none", ent_coef=0.0)
+        actor, critic, policy, learner = make(DISCRETE, config)
+        zero_weights(actor)
+        zero_weights(critic)
+        batch = random_batch(DISCRETE, config, policy, seed=0)
+        self.assertAllClose(batch["behavior_log_prob"], np.full(16, -np.log(3.0)), atol=1e-6)
+        metrics = learner.update(batch, 0.0)
+        self.assertAllClose(metrics["policy_loss"], -batch["advantage"].mean(), atol=1e-6)
+        self.assertAllClose(metrics["value_loss"], np.mean(batch["return"] ** 2), atol=1e-5)
+        self.assertAllClose(metrics["entropy"], np.log(3.0), atol=1e-6)
+        self.assertAllClose(metrics["approx_kl_k3"], 0.0, atol=1e-7)
+        self.assertEqual(metrics["clip_fraction"], 0.0)
+
+    def test_kl_lambda_doubles_and_the_actor_stops_early_when_kl_is_high(self):
+        config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e-9, actor_epochs=5, actor_lr=1e-2)
+        _, _, policy, learner = make(BOX, config)
+        metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+        self.assertEqual(metrics["actor_epochs_run"], 1.0)  # KL > 4 x target after the first epoch
+        self.assertAllClose(metrics["kl_lambda_used"], 0.5)
+        self.assertAllClose(metrics["kl_lambda"], 1.0)
+        self.assertAllClose(learner.kl_lambda.numpy(), 1.0)
+
+    def test_kl_lambda_halves_when_kl_is_low_and_all_epochs_run(self):
+        config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e3, actor_epochs=3, kl_lambda_max=1e4)
+        _, _, policy, learner = make(BOX, config)
+        for expected in (0.25, 0.125):
+            metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+            self.assertEqual(metrics["actor_epochs_run"], 3.0)
+            self.assertAllClose(metrics["kl_lambda"], expected)
+
+    def test_target_kl_stops_the_clip_method_too(self):
+        config = dataclasses.replace(SMALL, target_kl=1e-9, actor_epochs=4)
+        _, _, policy, learner = make(DISCRETE, config)
+        self.assertEqual(learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)["actor_epochs_run"], 1.0)
+
+    def test_update_and_policy_step_trace_once(self):
+        _, _, policy, learner = make(BOX, SMALL)
+        for seed in range(4):
+            metrics = learner.update(random_batch(BOX, SMALL, policy, seed), seed / 4)
+            self.assertTrue(all(np.isfinite(v) for v in metrics.values()))
+            policy.step(np.zeros((2, 3), np.float32))
+            policy.value(np.zeros((5, 3), np.float32))
+        self.assertEqual(learner.compiled_update.experimental_get_tracing_count(), 1)
+        self.assertEqual(policy.compiled_step.experimental_get_tracing_count(), 1)
+        self.assertEqual(policy.compiled_value.experimental_get_tracing_count(), 1)
+
+    def test_annealing_sets_the_learning_rate(self):
+        config = dataclasses.replace(SMALL, anneal_lr=True, actor_lr=0.1, critic_lr=0.2)
+        _, _, policy, learner = make(DISCRETE, config)
+        metrics = learner.update(random_batch(DISCRETE, config, policy, 0), 0.75)
+        self.assertAllClose([metrics["actor_lr"], metrics["critic_lr"]], [0.025, 0.05])
+
+    def test_the_update_improves_the_surrogate(self):
+        config = dataclasses.replace(SMALL, actor_epochs=5, actor_lr=3e-3)
+        actor, _, policy, learner = make(DISCRETE, config)
+        batch = random_batch(DISCRETE, config, policy, 3)
+        before = actor(batch["observation"]).log_prob(batch["action"]).numpy()
+        learner.update(batch, 0.0)
+        after = actor(batch["observation"]).log_prob(batch["action"]).numpy()
+        advantage = (batch["advantage"] - batch["advantage"].mean()) / batch["advantage"].std()
+        self.assertGreater(np.mean(np.exp(after - before) * advantage), 0.0)
+
+
+if __name__ == "__main__":
+    tf.test.main()
