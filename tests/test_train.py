@@ -1,0 +1,149 @@
+"""End to end: learning, checkpoint/resume, determinism, and the CLI's answers to bad input."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from tfppo import trainer
+from tfppo.config import Config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = Config(env="CartPole-v1", total_timesteps=512, num_envs=2, num_steps=64, actor_epochs=2,
+              critic_epochs=2, num_minibatches=2, eval_episodes=2, checkpoint_every=1)
+
+
+def make_tempdir(test):
+    path = tempfile.mkdtemp(prefix="tfppo_test_")
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def run_cli(*args, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", "tfppo.train", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class LearningTest(tf.test.TestCase):
+    def test_cartpole_learns(self):
+        # The default preset, shortened: a random policy scores ~22.
+        config = dataclasses.replace(Config(), total_timesteps=30_000, eval_episodes=5)
+        summary = trainer.train(config, make_tempdir(self))
+        self.assertGreater(summary["episode_return_mean"], 150.0)
+        self.assertGreater(summary["eval_return_mean"], 200.0)
+
+
+class RunTest(tf.test.TestCase):
+    def test_outputs_and_resume_round_trip(self):
+        logdir = make_tempdir(self)
+        first = trainer.Trainer(TINY, logdir)
+        first.train()
+        weights = [v.numpy() for v in first.actor.variables + first.critic.variables]
+        records = read_jsonl(os.path.join(logdir, "metrics.jsonl"))
+        self.assertEqual([r["global_step"] for r in records], [128, 256, 384, 512])
+        for key in ("episodes", "episode_return_mean", "sps", "wall_s", "kl", "kl_lambda"):
+            self.assertIn(key, records[0])
+        summary = json.load(open(os.path.join(logdir, "summary.json")))
+        self.assertEqual(summary["eval_episodes"], 2)
+        self.assertTrue(os.path.isfile(os.path.join(logdir, "learning_curve.png")))
+        self.assertTrue(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")))
+
+        resumed = trainer.Trainer(dataclasses.replace(TINY, resume=True, total_timesteps=768), logdir)
+        restored = [v.numpy() for v in resumed.actor.variables + resumed.critic.variables]
+        for before, after in zip(weights, restored):
+            self.assertAllEqual(before, after)
+        self.assertEqual(int(resumed.state.global_step.numpy()), 512)
+        self.assertEqual(resumed.collector.episodes, records[-1]["episodes"])
+        resumed.train()
+        records = read_jsonl(os.path.join(logdir, "metrics.jsonl"))
+        self.assertEqual([r["global_step"] for r in records][-2:], [640, 768])
+        self.assertEqual([r["update"] for r in records], [1, 2, 3, 4, 5, 6])
+
+    def test_same_seed_same_metrics(self):
+        config = dataclasses.replace(TINY, total_timesteps=256, eval_episodes=0, method="kl_pen")
+        runs = []
+        for _ in range(2):
+            logdir = make_tempdir(self)
+            trainer.train(config, logdir)
+            runs.append([{k: v for k, v in r.items() if k not in ("sps", "wall_s", "collect_fraction")}
+                         for r in read_jsonl(os.path.join(logdir, "metrics.jsonl"))])
+        self.assertEqual(runs[0], runs[1])
+
+
+class CliTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("unknown_env", ["--env=NoSuchEnv-v9"], "NoSuchEnv-v9"),
+        ("unsupported_action_space", ["--env=tests.fake_envs:TextAction-v0"], "unsupported action space"),
+        ("non_positive_lr", ["--actor_lr=0"], "--actor_lr=0.0 must be > 0"),
+        ("negative_epsilon", ["--clip_epsilon=-0.1"], "--clip_epsilon=-0.1 must be > 0"),
+        ("missing_flagfile", ["--flagfile=experiments/nope.flags"], "nope.flags"),
+        ("bad_minibatches", ["--num_minibatches=3"], "does not divide the batch of 256"),
+        ("unknown_flag", ["--no_such_flag=1"], "no_such_flag"),
+        ("bad_enum", ["--method=trpo"], "trpo"),
+    )
+    def test_bad_input_is_one_line_and_exit_code_2(self, args, expected):
+        logdir = os.path.join(make_tempdir(self), "run")
+        result = run_cli(*args, f"--logdir={logdir}")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertLen(lines, 1, result.stderr)
+        self.assertIn(expected, lines[0])
+        self.assertFalse(os.path.exists(logdir))
+
+    def test_resume_without_checkpoint(self):
+        logdir = make_tempdir(self)
+        result = run_cli("--resume", f"--logdir={logdir}")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("no checkpoint", result.stderr)
+        self.assertEqual(os.listdir(logdir), [])
+
+    def test_existing_logdir_is_not_overwritten(self):
+        logdir = make_tempdir(self)
+        with open(os.path.join(logdir, "metrics.jsonl"), "w") as f:
+            f.write("precious\n")
+        result = run_cli(f"--logdir={logdir}", "--total_timesteps=256")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("already holds files", result.stderr)
+        self.assertEqual(os.listdir(logdir), ["metrics.jsonl"])
+        self.assertEqual(open(os.path.join(logdir, "metrics.jsonl")).read(), "precious\n")
+
+    def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(self):
+        logdir = os.path.join(make_tempdir(self), "run")
+        result = run_cli(f"--logdir={logdir}", "--actor_lr=1e30", "--critic_lr=1e30", "--checkpoint_every=1",
+                         "--total_timesteps=5000", "--max_grad_norm=0", "--anneal_lr=false",
+                         "--actor_epochs=1", "--critic_epochs=1")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertRegex(result.stderr.strip().splitlines()[-1], r"^error: non-finite .* at update (\d+) \(env step \d+\); training stopped, last good checkpoint kept: .*ckpt-\d+$")
+        update = int(result.stderr.split("at update ")[1].split()[0])
+        latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+        self.assertEqual(latest, os.path.join(logdir, "checkpoints", f"ckpt-{update - 1}"))
+        self.assertTrue(np.all([np.all(np.isfinite(tf.train.load_variable(latest, name)))
+                                for name, _ in tf.train.list_variables(latest) if "actor" in name]))
+
+    def test_flagfile_and_override(self):
+        logdir = os.path.join(make_tempdir(self), "run")
+        result = run_cli("--flagfile=experiments/cartpole.flags", "--total_timesteps=512", "--eval_episodes=1", f"--logdir={logdir}")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("finished CartPole-v1", result.stdout)
+        saved = json.load(open(os.path.join(logdir, "flags.json")))
+        self.assertEqual((saved["total_timesteps"], saved["num_envs"], saved["gae_lambda"]), (512, 8, 0.8))
+        changed = run_cli(f"--logdir={logdir}", "--resume", "--num_envs=4")
+        self.assertEqual(changed.returncode, 2)
+        self.assertIn("--num_envs differ", changed.stderr)
+
+
+if __name__ == "__main__":
+    tf.test.main()
