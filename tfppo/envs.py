@@ -91,9 +91,19 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"--env={env_id!r} needs a package that is not installed: {error}") from None
 
 
+def probe_spec(env_id: str) -> EnvSpec:
+    """Makes one env to read its spec; raises ConfigError for an unknown id or unsupported spaces."""
+    env = make_env(env_id)
+    try:
+        _, info = env.reset(seed=0)
+        return env_spec(env.observation_space, env.action_space, MASK_KEY in info)
+    finally:
+        env.close()
+
+
 def make_vector_env(config: Config) -> gym.vector.VectorEnv:
     """num_envs copies of config.env, auto-resetting in the same step (final obs in info)."""
-    make_env(config.env).close()  # Fails fast, in this process, on a bad id.
+    probe_spec(config.env)  # Fails fast, in this process, on a bad id or unsupported spaces.
     thunks = [lambda: make_env(config.env) for _ in range(config.num_envs)]
     kwargs = dict(autoreset_mode=AutoresetMode.SAME_STEP)
     if config.vector_mode == "async":

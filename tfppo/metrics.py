@@ -52,7 +52,7 @@ class MetricsLogger:
         self.stream = stream or sys.stderr
         self.log_every_s = log_every_s
         self.last_line = 0.0
-        self.start = time.time()
+        self.last_shown = None
         by_steps = total_steps > 0
         self.progress = tqdm(
             total=total_steps if by_steps else total_episodes,
@@ -90,9 +90,9 @@ class MetricsLogger:
             )
             return
         now = time.time()
-        if now - self.last_line < self.log_every_s:
+        if now - self.last_line < self.log_every_s or record is self.last_shown:
             return
-        self.last_line = now
+        self.last_line, self.last_shown = now, record
         fraction = self._fraction_done(record)
         elapsed = record["wall_s"]
         left = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfppo import flags as flags_lib
 
@@ -74,12 +74,14 @@ def resolve(config_lib, trainer):
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument {argv[1]!r}; flags look like --name=value (see --helpfull)")
+    logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here.
     # Heavy imports after flag parsing, so --help and flag errors are instant.
     from tfppo import config as config_lib
-    from tfppo import trainer
+    from tfppo import envs, trainer
 
     try:
         config, logdir = resolve(config_lib, trainer)
+        envs.probe_spec(config.env)  # Before anything is written.
         os.makedirs(logdir, exist_ok=True)
         with open(os.path.join(logdir, FLAGS_FILE), "w", encoding="utf-8") as f:
             json.dump(config.to_dict(), f, indent=2)
