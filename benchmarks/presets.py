@@ -37,8 +37,15 @@ def run_one(preset: str, seed: int, out: str, extra: list) -> dict:
     if os.path.exists(os.path.join(logdir, "summary.json")):
         print(f"reusing {logdir}", flush=True)
     else:
-        command = [sys.executable, "-m", "tfppo.train", f"--flagfile=experiments/{preset}.flags",
-                   f"--seed={seed}", f"--logdir={logdir}", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "tfppo.train",
+            f"--flagfile=experiments/{preset}.flags",
+            f"--seed={seed}",
+            f"--logdir={logdir}",
+            *extra,
+        ]
         started = time.time()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if result.returncode != 0:
@@ -52,19 +59,30 @@ def row(preset: str, seed: int, logdir: str) -> dict:
     with open(os.path.join(logdir, "summary.json")) as f:
         summary = json.load(f)
     threshold = THRESHOLDS.get(preset)
-    reached = next((r for r in records if r["episodes"] >= 100 and threshold is not None
-                    and r["episode_return_mean"] >= threshold), None)
+    reached = next(
+        (
+            r
+            for r in records
+            if r["episodes"] >= 100 and threshold is not None and r["episode_return_mean"] >= threshold
+        ),
+        None,
+    )
     full = [r["episode_return_mean"] for r in records if r["episodes"] >= 100]
     return {
-        "preset": preset, "seed": seed, "logdir": logdir, "threshold": threshold,
+        "preset": preset,
+        "seed": seed,
+        "logdir": logdir,
+        "threshold": threshold,
         "reached_step": reached["global_step"] if reached else None,
         "reached_episode": reached["episodes"] if reached else None,
         "reached_wall_s": reached["wall_s"] if reached else None,
         "best_last100": max(full) if full else None,
         "final_last100": summary["episode_return_mean"],
         "eval_return": summary["eval_return_mean"],
-        "steps": summary["global_step"], "episodes": summary["episodes"],
-        "wall_s": summary["wall_s"], "sps": summary["sps"],
+        "steps": summary["global_step"],
+        "episodes": summary["episodes"],
+        "wall_s": summary["wall_s"],
+        "sps": summary["sps"],
         "collect_fraction": summary["collect_fraction"],
     }
 
@@ -75,12 +93,15 @@ def fmt(value, spec=".0f"):
 
 def write_table(rows: list, out: str, command: str) -> str:
     lines = [
-        f"Command: `{command}`", "",
+        f"Command: `{command}`",
+        "",
         "| preset | seed | threshold | reached at step (episode) | time to threshold | best last-100 | final last-100 | eval (10 ep.) | steps | wall | steps/s | collect share |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reached = "not reached" if r["reached_step"] is None else f"{r['reached_step']} ({r['reached_episode']})"
+        reached = (
+            "not reached" if r["reached_step"] is None else f"{r['reached_step']} ({r['reached_episode']})"
+        )
         lines.append(
             f"| {r['preset']} | {r['seed']} | {fmt(r['threshold'])} | {reached} | {fmt(r['reached_wall_s'])} s "
             f"| {fmt(r['best_last100'], '.1f')} | {fmt(r['final_last100'], '.1f')} | {fmt(r['eval_return'], '.1f')} "
@@ -95,7 +116,9 @@ def write_table(rows: list, out: str, command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--presets", default="morvan_pendulum_clip,morvan_pendulum_kl_pen,cartpole")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--parallel", type=int, default=2)
@@ -116,8 +139,13 @@ def main() -> None:
     for preset in presets:
         logdirs = [r["logdir"] for r in rows if r["preset"] == preset]
         x = "episodes" if preset.startswith("morvan") else "global_step"
-        plot.plot_runs(logdirs, os.path.join(out, f"{preset}.png"), x=x, title=f"{preset} ({len(logdirs)} seeds)",
-                       labels=[preset] * len(logdirs))
+        plot.plot_runs(
+            logdirs,
+            os.path.join(out, f"{preset}.png"),
+            x=x,
+            title=f"{preset} ({len(logdirs)} seeds)",
+            labels=[preset] * len(logdirs),
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ from tfppo import distributions, networks
 from tfppo.config import Config
 from tfppo.envs import ActionSpec, EnvSpec
 
-BOX = EnvSpec(observation_shape=(3,), action=ActionSpec("box", shape=(2,), low=-np.ones(2, np.float32), high=np.ones(2, np.float32)), has_mask=False)
+BOX = EnvSpec(
+    observation_shape=(3,),
+    action=ActionSpec("box", shape=(2,), low=-np.ones(2, np.float32), high=np.ones(2, np.float32)),
+    has_mask=False,
+)
 
 
 def normal_log_prob(x, loc, scale):
@@ -32,14 +36,18 @@ class GaussianActorTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(distribution.event_shape, (2,))
         params = {k: v.numpy() for k, v in actor.params(observation).items()}
         action = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
-        self.assertAllClose(distribution.log_prob(action), normal_log_prob(action, params["loc"], params["scale"]), atol=1e-5)
+        self.assertAllClose(
+            distribution.log_prob(action), normal_log_prob(action, params["loc"], params["scale"]), atol=1e-5
+        )
         self.assertAllClose(distribution.entropy(), normal_entropy(params["scale"]), atol=1e-5)
         self.assertAllClose(params["scale"], np.full((5, 2), 0.6), atol=0.02)
 
     def test_fixed_sigma_is_not_trained(self):
         actor, _ = networks.build(BOX, Config(env="x", sigma="fixed", sigma_init=0.3))
         self.assertEqual(len(actor.trainable_variables), 4 + 2)  # two hidden layers, loc head
-        self.assertAllEqual(actor.params(np.zeros((2, 3), np.float32))["scale"], np.full((2, 2), 0.3, np.float32))
+        self.assertAllEqual(
+            actor.params(np.zeros((2, 3), np.float32))["scale"], np.full((2, 2), 0.3, np.float32)
+        )
 
     def test_state_independent_sigma_gets_a_gradient(self):
         actor, _ = networks.build(BOX, Config(env="x", sigma="state_independent"))
@@ -63,7 +71,11 @@ class GaussianActorTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(scale, [[0.05, 0.05]])
 
     def test_squashed_mean_stays_inside_the_bounds(self):
-        spec = EnvSpec((3,), ActionSpec("box", shape=(1,), low=np.array([-2.0], np.float32), high=np.array([2.0], np.float32)), False)
+        spec = EnvSpec(
+            (3,),
+            ActionSpec("box", shape=(1,), low=np.array([-2.0], np.float32), high=np.array([2.0], np.float32)),
+            False,
+        )
         actor, _ = networks.build(spec, Config(env="x", squash_mean=True))
         observation = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
         self.assertTrue(np.all(np.abs(actor.params(observation)["loc"].numpy()) < 2.0))
@@ -92,7 +104,9 @@ class MaskedCategoricalTest(tf.test.TestCase):
         probs = exp / exp.sum(-1, keepdims=True)
         actions = np.argmax(self.mask, axis=-1)
         self.assertAllClose(distribution.log_prob(actions), np.log(probs[np.arange(6), actions]), atol=1e-5)
-        expected_entropy = -np.sum(np.where(self.mask, probs * np.log(np.where(self.mask, probs, 1.0)), 0.0), -1)
+        expected_entropy = -np.sum(
+            np.where(self.mask, probs * np.log(np.where(self.mask, probs, 1.0)), 0.0), -1
+        )
         self.assertAllClose(distribution.entropy(), expected_entropy, atol=1e-5)
         self.assertAllClose(distribution.probs_parameter(), probs, atol=1e-6)
 

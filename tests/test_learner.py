@@ -12,8 +12,12 @@ from tfppo.envs import ActionSpec, EnvSpec
 from tfppo.policy import Policy
 
 DISCRETE = EnvSpec(observation_shape=(4,), action=ActionSpec("discrete", num_actions=3), has_mask=False)
-BOX = EnvSpec((3,), ActionSpec("box", shape=(2,), low=-np.ones(2, np.float32), high=np.ones(2, np.float32)), False)
-SMALL = Config(env="x", num_envs=2, num_steps=8, num_minibatches=2, actor_epochs=2, critic_epochs=2, hidden_sizes=(8,))
+BOX = EnvSpec(
+    (3,), ActionSpec("box", shape=(2,), low=-np.ones(2, np.float32), high=np.ones(2, np.float32)), False
+)
+SMALL = Config(
+    env="x", num_envs=2, num_steps=8, num_minibatches=2, actor_epochs=2, critic_epochs=2, hidden_sizes=(8,)
+)
 
 
 def zero_weights(model):
@@ -23,7 +27,12 @@ def zero_weights(model):
 
 def make(spec, config):
     actor, critic = networks.build(spec, config)
-    return actor, critic, Policy(actor, critic, spec, seed=1), learner_lib.Learner(actor, critic, spec, config)
+    return (
+        actor,
+        critic,
+        Policy(actor, critic, spec, seed=1),
+        learner_lib.Learner(actor, critic, spec, config),
+    )
 
 
 def random_batch(spec, config, policy, seed):
@@ -32,8 +41,11 @@ def random_batch(spec, config, policy, seed):
     observation = rng.normal(size=(n,) + spec.observation_shape).astype(np.float32)
     out = policy.step(observation)
     batch = {
-        "observation": observation, "action": out["action"], "behavior_log_prob": out["log_prob"],
-        "behavior_value": out["value"], "advantage": rng.normal(size=n).astype(np.float32),
+        "observation": observation,
+        "action": out["action"],
+        "behavior_log_prob": out["log_prob"],
+        "behavior_value": out["value"],
+        "advantage": rng.normal(size=n).astype(np.float32),
         "return": rng.normal(size=n).astype(np.float32),
     }
     batch.update({f"behavior_{k}": out[k] for k in learner_lib.param_dims(spec)})
@@ -45,7 +57,9 @@ class LearnerTest(tf.test.TestCase):
         # Zero weights: uniform policy over 3 actions, V = 0. With one epoch of one minibatch the
         # reported losses are those before the only gradient step: ratio 1, so the surrogate is
         # -mean(A); the value loss is mean(R^2); the entropy is log 3.
-        config = dataclasses.replace(SMALL, actor_epochs=1, critic_epochs=1, num_minibatches=1, norm_adv="none", ent_coef=0.0)
+        config = dataclasses.replace(
+            SMALL, actor_epochs=1, critic_epochs=1, num_minibatches=1, norm_adv="none", ent_coef=0.0
+        )
         actor, critic, policy, learner = make(DISCRETE, config)
         zero_weights(actor)
         zero_weights(critic)
@@ -78,7 +92,9 @@ class LearnerTest(tf.test.TestCase):
     def test_target_kl_stops_the_clip_method_too(self):
         config = dataclasses.replace(SMALL, target_kl=1e-9, actor_epochs=4)
         _, _, policy, learner = make(DISCRETE, config)
-        self.assertEqual(learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)["actor_epochs_run"], 1.0)
+        self.assertEqual(
+            learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)["actor_epochs_run"], 1.0
+        )
 
     def test_update_and_policy_step_trace_once(self):
         _, _, policy, learner = make(BOX, SMALL)

@@ -33,7 +33,9 @@ class ClippedSurrogateTest(tf.test.TestCase):
         # r = 0.5 < 1 - eps with A < 0: the clipped term (0.8 * -1) is smaller, so no gradient.
         log_prob = tf.Variable(np.log([0.5]).astype(np.float32))
         with tf.GradientTape() as tape:
-            loss, _ = losses.clipped_surrogate_loss(log_prob, np.zeros(1, np.float32), -np.ones(1, np.float32), 0.2)
+            loss, _ = losses.clipped_surrogate_loss(
+                log_prob, np.zeros(1, np.float32), -np.ones(1, np.float32), 0.2
+            )
         self.assertAllClose(loss, 0.8)
         self.assertAllEqual(tape.gradient(loss, log_prob), [0.0])
 
@@ -49,7 +51,9 @@ class KlPenaltyTest(tf.test.TestCase):
     def test_gradient_is_not_clipped(self):
         log_prob = tf.Variable(BEHAVIOR_LOG_PROB + np.log(RATIO))
         with tf.GradientTape() as tape:
-            loss, _ = losses.kl_penalty_loss(log_prob, BEHAVIOR_LOG_PROB, ADVANTAGE, np.zeros(4, np.float32), 0.5)
+            loss, _ = losses.kl_penalty_loss(
+                log_prob, BEHAVIOR_LOG_PROB, ADVANTAGE, np.zeros(4, np.float32), 0.5
+            )
         self.assertAllClose(tape.gradient(loss, log_prob), -RATIO * ADVANTAGE / 4, atol=1e-6)
 
 

@@ -6,9 +6,9 @@ from absl.testing import absltest, parameterized
 from gymnasium.vector import AutoresetMode
 
 import tests.fake_envs  # noqa: F401  (registers the test envs)
+from tests.fake_envs import RecordingBoxEnv
 from tfppo import envs as envs_lib
 from tfppo import rollout
-from tests.fake_envs import RecordingBoxEnv
 
 
 def gae_by_definition(rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam):
@@ -33,7 +33,16 @@ def gae_by_definition(rewards, values, terminated, truncated, truncation_values,
     return advantages
 
 
-def gae(rewards, values=None, terminated=None, truncated=None, truncation_values=None, last_value=None, gamma=0.5, lam=1.0):
+def gae(
+    rewards,
+    values=None,
+    terminated=None,
+    truncated=None,
+    truncation_values=None,
+    last_value=None,
+    gamma=0.5,
+    lam=1.0,
+):
     rewards = np.asarray(rewards, np.float32)[:, None]
     zeros = np.zeros_like(rewards)
     falses = zeros.astype(bool)
@@ -42,23 +51,32 @@ def gae(rewards, values=None, terminated=None, truncated=None, truncation_values
         return default if x is None else np.asarray(x)[:, None].astype(default.dtype)
 
     return rollout.compute_gae(
-        rewards, column(values, zeros), column(terminated, falses), column(truncated, falses),
-        column(truncation_values, zeros), np.asarray([0.0 if last_value is None else last_value], np.float32),
-        gamma, lam,
+        rewards,
+        column(values, zeros),
+        column(terminated, falses),
+        column(truncated, falses),
+        column(truncation_values, zeros),
+        np.asarray([0.0 if last_value is None else last_value], np.float32),
+        gamma,
+        lam,
     )
 
 
 class GaeTest(parameterized.TestCase):
     def test_discounted_return_by_hand(self):
         advantages, returns = gae([1, 1, 1], last_value=4.0)
-        self.assertSequenceAlmostEqual(returns[:, 0], [1 + 0.5 + 0.25 + 0.125 * 4, 1 + 0.5 + 0.25 * 4, 1 + 0.5 * 4])
+        self.assertSequenceAlmostEqual(
+            returns[:, 0], [1 + 0.5 + 0.25 + 0.125 * 4, 1 + 0.5 + 0.25 * 4, 1 + 0.5 * 4]
+        )
 
     def test_termination_stops_bootstrapping(self):
         _, returns = gae([1, 1, 1], terminated=[False, True, False], last_value=4.0)
         self.assertSequenceAlmostEqual(returns[:, 0], [1.5, 1.0, 3.0])
 
     def test_truncation_bootstraps_from_the_final_observation(self):
-        _, returns = gae([1, 1, 1], truncated=[False, True, False], truncation_values=[0, 10, 0], last_value=4.0)
+        _, returns = gae(
+            [1, 1, 1], truncated=[False, True, False], truncation_values=[0, 10, 0], last_value=4.0
+        )
         self.assertSequenceAlmostEqual(returns[:, 0], [1 + 0.5 * (1 + 0.5 * 10), 6.0, 3.0])
 
     def test_terminated_wins_over_truncated(self):
@@ -79,16 +97,24 @@ class GaeTest(parameterized.TestCase):
         truncated = rng.random((T, B)) < 0.1
         truncation_values = rng.normal(size=(T, B)).astype(np.float32)
         last_value = rng.normal(size=B).astype(np.float32)
-        advantages, returns = rollout.compute_gae(rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam)
-        expected = gae_by_definition(rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam)
+        advantages, returns = rollout.compute_gae(
+            rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam
+        )
+        expected = gae_by_definition(
+            rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam
+        )
         np.testing.assert_allclose(advantages, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(returns, expected + values, rtol=1e-5, atol=1e-5)
 
 
 def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0):
-    vector_env = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    vector_env = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+    )
     _, info = vector_env.reset(seed=0)
-    spec = envs_lib.env_spec(vector_env.single_observation_space, vector_env.single_action_space, envs_lib.MASK_KEY in info)
+    spec = envs_lib.env_spec(
+        vector_env.single_observation_space, vector_env.single_action_space, envs_lib.MASK_KEY in info
+    )
     return rollout.Collector(vector_env, spec, seed=0, reward_shift=shift, reward_scale=scale), spec
 
 
@@ -100,7 +126,13 @@ class CollectorTest(absltest.TestCase):
 
         def policy_step(observation, mask):
             action = raw[len(RecordingBoxEnv.received) % 4]
-            return {"action": action, "log_prob": np.zeros(1), "value": np.zeros(1), "loc": action, "scale": np.ones((1, 2))}
+            return {
+                "action": action,
+                "log_prob": np.zeros(1),
+                "value": np.zeros(1),
+                "loc": action,
+                "scale": np.ones((1, 2)),
+            }
 
         RecordingBoxEnv.received.clear()
         collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs), np.float32))
@@ -113,7 +145,13 @@ class CollectorTest(absltest.TestCase):
         buffer = rollout.Rollout(5, 1, spec, {"loc": 2, "scale": 2})
 
         def policy_step(observation, mask):
-            return {"action": np.zeros((1, 2), np.float32), "log_prob": np.zeros(1), "value": observation.sum(-1), "loc": np.zeros((1, 2)), "scale": np.ones((1, 2))}
+            return {
+                "action": np.zeros((1, 2), np.float32),
+                "log_prob": np.zeros(1),
+                "value": observation.sum(-1),
+                "loc": np.zeros((1, 2)),
+                "scale": np.ones((1, 2)),
+            }
 
         collector.collect(buffer, policy_step, lambda obs: obs.sum(-1))
         np.testing.assert_array_equal(buffer.truncated[:, 0], [False, False, True, False, False])
@@ -130,7 +168,12 @@ class CollectorTest(absltest.TestCase):
         buffer = rollout.Rollout(8, 1, spec, {"logits": 2})
 
         def policy_step(observation, mask):
-            return {"action": np.zeros(1, np.int32), "log_prob": np.zeros(1), "value": np.zeros(1), "logits": np.zeros((1, 2))}
+            return {
+                "action": np.zeros(1, np.int32),
+                "log_prob": np.zeros(1),
+                "value": np.zeros(1),
+                "logits": np.zeros((1, 2)),
+            }
 
         with self.assertRaisesRegex(ValueError, r"env 0 returned reward nan at env step 4"):
             collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
@@ -141,7 +184,12 @@ class CollectorTest(absltest.TestCase):
         buffer = rollout.Rollout(3, 2, spec, {"logits": 4})
 
         def policy_step(observation, mask):
-            return {"action": np.argmax(mask, -1).astype(np.int32), "log_prob": np.zeros(2), "value": np.zeros(2), "logits": np.zeros((2, 4))}
+            return {
+                "action": np.argmax(mask, -1).astype(np.int32),
+                "log_prob": np.zeros(2),
+                "value": np.zeros(2),
+                "logits": np.zeros((2, 4)),
+            }
 
         collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
         np.testing.assert_array_equal(buffer.mask[1, 0], [False, True, True, False])

@@ -16,8 +16,17 @@ from tfppo import trainer
 from tfppo.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = Config(env="CartPole-v1", total_timesteps=512, num_envs=2, num_steps=64, actor_epochs=2,
-              critic_epochs=2, num_minibatches=2, eval_episodes=2, checkpoint_every=1)
+TINY = Config(
+    env="CartPole-v1",
+    total_timesteps=512,
+    num_envs=2,
+    num_steps=64,
+    actor_epochs=2,
+    critic_epochs=2,
+    num_minibatches=2,
+    eval_episodes=2,
+    checkpoint_every=1,
+)
 
 
 def make_tempdir(test):
@@ -33,8 +42,14 @@ def read_jsonl(path):
 
 def run_cli(*args, timeout=240):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "tfppo.train", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tfppo.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class LearningTest(tf.test.TestCase):
@@ -63,7 +78,7 @@ class RunTest(tf.test.TestCase):
 
         resumed = trainer.Trainer(dataclasses.replace(TINY, resume=True, total_timesteps=768), logdir)
         restored = [v.numpy() for v in resumed.actor.variables + resumed.critic.variables]
-        for before, after in zip(weights, restored):
+        for before, after in zip(weights, restored, strict=True):
             self.assertAllEqual(before, after)
         self.assertEqual(int(resumed.state.global_step.numpy()), 512)
         self.assertEqual(resumed.collector.episodes, records[-1]["episodes"])
@@ -78,8 +93,12 @@ class RunTest(tf.test.TestCase):
         for _ in range(2):
             logdir = make_tempdir(self)
             trainer.train(config, logdir)
-            runs.append([{k: v for k, v in r.items() if k not in ("sps", "wall_s", "collect_fraction")}
-                         for r in read_jsonl(os.path.join(logdir, "metrics.jsonl"))])
+            runs.append(
+                [
+                    {k: v for k, v in r.items() if k not in ("sps", "wall_s", "collect_fraction")}
+                    for r in read_jsonl(os.path.join(logdir, "metrics.jsonl"))
+                ]
+            )
         self.assertEqual(runs[0], runs[1])
 
 
@@ -122,20 +141,43 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(self):
         logdir = os.path.join(make_tempdir(self), "run")
-        result = run_cli(f"--logdir={logdir}", "--actor_lr=1e30", "--critic_lr=1e30", "--checkpoint_every=1",
-                         "--total_timesteps=5000", "--max_grad_norm=0", "--anneal_lr=false",
-                         "--actor_epochs=1", "--critic_epochs=1")
+        result = run_cli(
+            f"--logdir={logdir}",
+            "--actor_lr=1e30",
+            "--critic_lr=1e30",
+            "--checkpoint_every=1",
+            "--total_timesteps=5000",
+            "--max_grad_norm=0",
+            "--anneal_lr=false",
+            "--actor_epochs=1",
+            "--critic_epochs=1",
+        )
         self.assertEqual(result.returncode, 2, result.stderr)
-        self.assertRegex(result.stderr.strip().splitlines()[-1], r"^error: non-finite .* at update (\d+) \(env step \d+\); training stopped, last good checkpoint kept: .*ckpt-\d+$")
+        self.assertRegex(
+            result.stderr.strip().splitlines()[-1],
+            r"^error: non-finite .* at update (\d+) \(env step \d+\); training stopped, last good checkpoint kept: .*ckpt-\d+$",
+        )
         update = int(result.stderr.split("at update ")[1].split()[0])
         latest = tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
         self.assertEqual(latest, os.path.join(logdir, "checkpoints", f"ckpt-{update - 1}"))
-        self.assertTrue(np.all([np.all(np.isfinite(tf.train.load_variable(latest, name)))
-                                for name, _ in tf.train.list_variables(latest) if "actor" in name]))
+        self.assertTrue(
+            np.all(
+                [
+                    np.all(np.isfinite(tf.train.load_variable(latest, name)))
+                    for name, _ in tf.train.list_variables(latest)
+                    if "actor" in name
+                ]
+            )
+        )
 
     def test_flagfile_and_override(self):
         logdir = os.path.join(make_tempdir(self), "run")
-        result = run_cli("--flagfile=experiments/cartpole.flags", "--total_timesteps=512", "--eval_episodes=1", f"--logdir={logdir}")
+        result = run_cli(
+            "--flagfile=experiments/cartpole.flags",
+            "--total_timesteps=512",
+            "--eval_episodes=1",
+            f"--logdir={logdir}",
+        )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("finished CartPole-v1", result.stdout)
         saved = json.load(open(os.path.join(logdir, "flags.json")))

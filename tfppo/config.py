@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
 
 METHODS = ("clip", "kl_pen")
 SIGMA_MODES = ("fixed", "state_independent", "state_dependent")
@@ -77,7 +76,7 @@ class Config:
     anneal_lr: bool = True
 
     # Networks.
-    hidden_sizes: Tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     sigma: str = "state_independent"
     sigma_init: float = 1.0  # the fixed sigma, or the initial one for the trained modes.
@@ -107,7 +106,7 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, f"--{name}={value!r} is not one of {', '.join(choices)}")
 
 
@@ -136,9 +135,22 @@ def validate(config: Config) -> None:
     )
     _require(config.checkpoint_every >= 1, f"--checkpoint_every={config.checkpoint_every} must be >= 1")
     floats = (
-        "gamma", "gae_lambda", "reward_shift", "reward_scale", "clip_epsilon", "kl_target",
-        "kl_lambda_init", "kl_lambda_min", "kl_lambda_max", "target_kl", "ent_coef", "actor_lr",
-        "critic_lr", "max_grad_norm", "sigma_init", "sigma_min",
+        "gamma",
+        "gae_lambda",
+        "reward_shift",
+        "reward_scale",
+        "clip_epsilon",
+        "kl_target",
+        "kl_lambda_init",
+        "kl_lambda_min",
+        "kl_lambda_max",
+        "target_kl",
+        "ent_coef",
+        "actor_lr",
+        "critic_lr",
+        "max_grad_norm",
+        "sigma_init",
+        "sigma_min",
     )
     for name in floats:
         _finite(name, getattr(config, name))

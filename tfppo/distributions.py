@@ -7,7 +7,7 @@ compute the exact KL(behaviour || current) from them.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -15,7 +15,7 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 
-def masked_logits(logits: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
+def masked_logits(logits: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     """Sets the logits of invalid actions to the most negative finite float.
 
     Args:
@@ -41,7 +41,7 @@ def masked_logits(logits: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
         return tf.where(mask, logits, tf.constant(logits.dtype.min, logits.dtype))
 
 
-def categorical(logits: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tfd.Distribution:
+def categorical(logits: tf.Tensor, mask: tf.Tensor | None = None) -> tfd.Distribution:
     """A Categorical over A actions with batch shape [...]; invalid actions get probability 0."""
     return tfd.Categorical(logits=masked_logits(logits, mask))
 
@@ -53,7 +53,7 @@ def gaussian(loc: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
 
 
 def from_params(
-    kind: str, params: Mapping[str, tf.Tensor], mask: Optional[tf.Tensor] = None
+    kind: str, params: Mapping[str, tf.Tensor], mask: tf.Tensor | None = None
 ) -> tfd.Distribution:
     """Builds the distribution of an action kind ("discrete" or "box") from its parameters."""
     if kind == "discrete":

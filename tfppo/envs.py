@@ -8,7 +8,7 @@ are sent to the env (training always sees the raw sample).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,9 +25,9 @@ class ActionSpec:
 
     kind: str
     num_actions: int = 0
-    shape: Tuple[int, ...] = ()
-    low: Optional[np.ndarray] = None
-    high: Optional[np.ndarray] = None
+    shape: tuple[int, ...] = ()
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -38,7 +38,7 @@ class ActionSpec:
 class EnvSpec:
     """The shapes the networks and the rollout storage are built for."""
 
-    observation_shape: Tuple[int, ...]
+    observation_shape: tuple[int, ...]
     action: ActionSpec
     has_mask: bool
 
@@ -51,12 +51,10 @@ def action_spec(space: gym.Space) -> ActionSpec:
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         low, high = space.low.astype(np.float32), space.high.astype(np.float32)
         return ActionSpec(kind="box", shape=tuple(space.shape), low=low, high=high)
-    raise ConfigError(
-        f"unsupported action space {space}; expected Discrete(n) or a 1-D Box"
-    )
+    raise ConfigError(f"unsupported action space {space}; expected Discrete(n) or a 1-D Box")
 
 
-def observation_space_of(space: gym.Space) -> Tuple[gym.Space, bool]:
+def observation_space_of(space: gym.Space) -> tuple[gym.Space, bool]:
     """Returns (the observation proper, whether the env ships its action mask in the obs)."""
     if isinstance(space, gym.spaces.Dict):
         keys = set(space.spaces)
@@ -64,8 +62,7 @@ def observation_space_of(space: gym.Space) -> Tuple[gym.Space, bool]:
             (other,) = keys - {MASK_KEY}
             return space.spaces[other], True
         raise ConfigError(
-            f"Dict observation space with keys {sorted(keys)}; expected one observation key "
-            f"and '{MASK_KEY}'"
+            f"Dict observation space with keys {sorted(keys)}; expected one observation key and '{MASK_KEY}'"
         )
     return space, False
 
@@ -111,7 +108,7 @@ def make_vector_env(config: Config) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv(thunks, **kwargs)
 
 
-def split_observation(observation: Any, info: dict, has_mask: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def split_observation(observation: Any, info: dict, has_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Returns (float32 observation [B, D], bool mask [B, A] or None) from a vector-env output."""
     mask = None
     if isinstance(observation, dict):
@@ -126,7 +123,7 @@ def split_observation(observation: Any, info: dict, has_mask: bool) -> Tuple[np.
     return observation, mask
 
 
-def check_mask(mask: Optional[np.ndarray], num_actions: int, step: int) -> None:
+def check_mask(mask: np.ndarray | None, num_actions: int, step: int) -> None:
     """Rejects a mask of the wrong shape or one that allows no action, naming step and env."""
     if mask is None:
         return

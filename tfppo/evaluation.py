@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import numpy as np
 
 from tfppo import envs as envs_lib
 
-ActFn = Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
+ActFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
-def run_episodes(env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec) -> List[float]:
+def run_episodes(env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec) -> list[float]:
     """Plays `episodes` episodes with `act(observation [1, D], mask [1, A] or None) -> [1, ...]`.
 
     Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
@@ -24,8 +24,16 @@ def run_episodes(env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_l
             observation, info = env.reset(seed=seed + episode)
             total, done = 0.0, False
             while not done:
-                batched_info = {envs_lib.MASK_KEY: np.asarray(info[envs_lib.MASK_KEY])[None]} if envs_lib.MASK_KEY in info else {}
-                batched = {k: np.asarray(v)[None] for k, v in observation.items()} if isinstance(observation, dict) else np.asarray(observation)[None]
+                batched_info = (
+                    {envs_lib.MASK_KEY: np.asarray(info[envs_lib.MASK_KEY])[None]}
+                    if envs_lib.MASK_KEY in info
+                    else {}
+                )
+                batched = (
+                    {k: np.asarray(v)[None] for k, v in observation.items()}
+                    if isinstance(observation, dict)
+                    else np.asarray(observation)[None]
+                )
                 obs, mask = envs_lib.split_observation(batched, batched_info, spec.has_mask)
                 action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))[0]
                 observation, reward, terminated, truncated, info = env.step(action)

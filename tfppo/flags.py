@@ -56,9 +56,12 @@ HELP = {
 }
 
 _CHOICES = {
-    "method": config_lib.METHODS, "sigma": config_lib.SIGMA_MODES,
-    "activation": config_lib.ACTIVATIONS, "norm_adv": config_lib.NORM_ADV_MODES,
-    "kl_rule": config_lib.KL_RULES, "vector_mode": config_lib.VECTOR_MODES,
+    "method": config_lib.METHODS,
+    "sigma": config_lib.SIGMA_MODES,
+    "activation": config_lib.ACTIVATIONS,
+    "norm_adv": config_lib.NORM_ADV_MODES,
+    "kl_rule": config_lib.KL_RULES,
+    "vector_mode": config_lib.VECTOR_MODES,
 }
 
 
@@ -91,7 +94,9 @@ def to_config(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:
-                raise config_lib.ConfigError(f"--hidden_sizes={','.join(value)} must be integers, e.g. 64,64") from None
+                raise config_lib.ConfigError(
+                    f"--hidden_sizes={','.join(value)} must be integers, e.g. 64,64"
+                ) from None
         values[field.name] = value
     return config_lib.Config(**values)
 

@@ -8,8 +8,6 @@ Shapes: N batch (num_steps * num_envs), M minibatch, D observation dim, A action
 
 from __future__ import annotations
 
-from typing import Dict
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -19,20 +17,25 @@ from tfppo.config import Config
 from tfppo.envs import EnvSpec
 
 ACTOR_METRICS = (
-    "policy_loss", "entropy", "approx_kl_k1", "approx_kl_k3", "clip_fraction", "ratio_max",
+    "policy_loss",
+    "entropy",
+    "approx_kl_k1",
+    "approx_kl_k3",
+    "clip_fraction",
+    "ratio_max",
     "actor_grad_norm",
 )
 CRITIC_METRICS = ("value_loss", "critic_grad_norm")
 
 
-def param_dims(spec: EnvSpec) -> Dict[str, int]:
+def param_dims(spec: EnvSpec) -> dict[str, int]:
     """The behaviour distribution's parameters the rollout stores, with their widths."""
     if spec.action.kind == "discrete":
         return {"logits": spec.action.num_actions}
     return {"loc": spec.action.dim, "scale": spec.action.dim}
 
 
-def batch_signature(spec: EnvSpec, config: Config) -> Dict[str, tf.TensorSpec]:
+def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
     n = config.batch_size
     signature = {
         "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.float32),
@@ -64,7 +67,9 @@ class Learner(tf.Module):
         # Built now so a checkpoint restores their slots instead of deferring them.
         self.actor_optimizer.build(actor.trainable_variables)
         self.critic_optimizer.build(critic.trainable_variables)
-        self.kl_lambda = tf.Variable(config.kl_lambda_init, dtype=tf.float32, trainable=False, name="kl_lambda")
+        self.kl_lambda = tf.Variable(
+            config.kl_lambda_init, dtype=tf.float32, trainable=False, name="kl_lambda"
+        )
         self.rng = tf.random.Generator.from_seed(config.seed + 7919)
         self.param_keys = tuple(param_dims(spec))
         self.compiled_update = tf.function(
@@ -72,7 +77,7 @@ class Learner(tf.Module):
             input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
         )
 
-    def update(self, batch: Dict[str, np.ndarray], progress: float) -> Dict[str, float]:
+    def update(self, batch: dict[str, np.ndarray], progress: float) -> dict[str, float]:
         """Trains on one flat batch; progress in [0, 1] drives learning-rate annealing."""
         metrics = self.compiled_update(batch, tf.constant(progress, tf.float32))
         return {key: float(value) for key, value in metrics.items()}
@@ -102,7 +107,7 @@ class Learner(tf.Module):
             gradients, norm = tf.clip_by_global_norm(gradients, self.config.max_grad_norm)
         else:
             norm = tf.linalg.global_norm(gradients)
-        optimizer.apply_gradients(zip(gradients, variables))
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return metrics, norm
 
     def _actor_step(self, minibatch):
@@ -120,8 +125,12 @@ class Learner(tf.Module):
             else:
                 kl = self._behavior(minibatch, mask).kl_divergence(distribution)
                 loss, metrics = losses.kl_penalty_loss(
-                    log_prob, minibatch["behavior_log_prob"], minibatch["advantage"], kl,
-                    self.kl_lambda, config.clip_epsilon,
+                    log_prob,
+                    minibatch["behavior_log_prob"],
+                    minibatch["advantage"],
+                    kl,
+                    self.kl_lambda,
+                    config.clip_epsilon,
                 )
             metrics["entropy"] = entropy
             return loss - config.ent_coef * entropy, metrics
@@ -177,8 +186,12 @@ class Learner(tf.Module):
         if config.method == "kl_pen":
             self.kl_lambda.assign(
                 losses.adapt_kl_lambda(
-                    self.kl_lambda, kl, config.kl_target, config.kl_rule,
-                    config.kl_lambda_min, config.kl_lambda_max,
+                    self.kl_lambda,
+                    kl,
+                    config.kl_target,
+                    config.kl_rule,
+                    config.kl_lambda_min,
+                    config.kl_lambda_max,
                 )
             )
 

@@ -5,11 +5,9 @@ Shapes: M minibatch. All inputs are [M] float32 unless noted.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
 import tensorflow as tf
 
-Metrics = Dict[str, tf.Tensor]
+Metrics = dict[str, tf.Tensor]
 
 
 def normalize_advantages(advantage: tf.Tensor, std_floor: float = 1e-6) -> tf.Tensor:
@@ -31,7 +29,7 @@ def _ratio_metrics(log_ratio: tf.Tensor, ratio: tf.Tensor, clip_epsilon) -> Metr
 
 def clipped_surrogate_loss(
     log_prob: tf.Tensor, behavior_log_prob: tf.Tensor, advantage: tf.Tensor, clip_epsilon
-) -> Tuple[tf.Tensor, Metrics]:
+) -> tuple[tf.Tensor, Metrics]:
     """-E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r = exp(log_prob - behavior_log_prob).
 
     Where the clipped term is the smaller one, the gradient is exactly zero.
@@ -53,7 +51,7 @@ def kl_penalty_loss(
     kl: tf.Tensor,
     kl_lambda,
     clip_epsilon=0.2,
-) -> Tuple[tf.Tensor, Metrics]:
+) -> tuple[tf.Tensor, Metrics]:
     """-(E[r A] - lambda E[KL(behaviour || current)]) (PPO paper, eq. 8).
 
     `kl` is [M], the exact per-sample KL; `clip_epsilon` is only used for the clip-fraction metric.
@@ -68,7 +66,7 @@ def kl_penalty_loss(
     return loss, metrics
 
 
-def value_loss(value: tf.Tensor, target: tf.Tensor) -> Tuple[tf.Tensor, Metrics]:
+def value_loss(value: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, Metrics]:
     """E[(V(s) - R)^2], the tutorial's critic loss."""
     loss = tf.reduce_mean(tf.square(target - value))
     return loss, {"value_loss": loss}

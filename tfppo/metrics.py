@@ -11,20 +11,35 @@ import math
 import os
 import sys
 import time
-from typing import Dict, Optional
 
 import tensorflow as tf
 from tqdm import tqdm
 
 # TensorBoard groups: the dashboard shows one section per prefix.
 GROUPS = {
-    "episode_return_mean": "charts", "episode_length_mean": "charts", "episodes": "charts",
-    "sps": "charts", "policy_loss": "losses", "value_loss": "losses", "entropy": "losses",
-    "explained_variance": "losses", "kl": "health", "approx_kl_k1": "health",
-    "approx_kl_k3": "health", "clip_fraction": "health", "ratio_max": "health",
-    "kl_lambda": "health", "kl_lambda_used": "health", "actor_epochs_run": "health",
-    "actor_grad_norm": "health", "critic_grad_norm": "health", "sigma_mean": "health",
-    "sigma_min": "health", "sigma_max": "health", "actor_lr": "optim", "critic_lr": "optim",
+    "episode_return_mean": "charts",
+    "episode_length_mean": "charts",
+    "episodes": "charts",
+    "sps": "charts",
+    "policy_loss": "losses",
+    "value_loss": "losses",
+    "entropy": "losses",
+    "explained_variance": "losses",
+    "kl": "health",
+    "approx_kl_k1": "health",
+    "approx_kl_k3": "health",
+    "clip_fraction": "health",
+    "ratio_max": "health",
+    "kl_lambda": "health",
+    "kl_lambda_used": "health",
+    "actor_epochs_run": "health",
+    "actor_grad_norm": "health",
+    "critic_grad_norm": "health",
+    "sigma_mean": "health",
+    "sigma_min": "health",
+    "sigma_max": "health",
+    "actor_lr": "optim",
+    "critic_lr": "optim",
 }
 SKIP = {"global_step", "update", "wall_s"}
 
@@ -44,8 +59,16 @@ class MetricsLogger:
     is set, env steps first.
     """
 
-    def __init__(self, logdir: str, total_steps: int, total_episodes: int, initial_step: int = 0,
-                 initial_episodes: int = 0, log_every_s: float = 10.0, stream=None):
+    def __init__(
+        self,
+        logdir: str,
+        total_steps: int,
+        total_episodes: int,
+        initial_step: int = 0,
+        initial_episodes: int = 0,
+        log_every_s: float = 10.0,
+        stream=None,
+    ):
         self.writer = tf.summary.create_file_writer(logdir)
         self.jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
         self.total_steps, self.total_episodes = total_steps, total_episodes
@@ -57,12 +80,14 @@ class MetricsLogger:
         self.progress = tqdm(
             total=total_steps if by_steps else total_episodes,
             initial=initial_step if by_steps else initial_episodes,
-            unit="step" if by_steps else "ep", file=self.stream, dynamic_ncols=True,
+            unit="step" if by_steps else "ep",
+            file=self.stream,
+            dynamic_ncols=True,
             disable=None,  # None: off when the stream is not a terminal.
         )
         self.interactive = not self.progress.disable
 
-    def write(self, record: Dict[str, float]) -> None:
+    def write(self, record: dict[str, float]) -> None:
         step = int(record["global_step"])
         with self.writer.as_default(step=step):
             for key, value in record.items():
@@ -100,10 +125,11 @@ class MetricsLogger:
             f"step {int(record['global_step'])} | episodes {int(record['episodes'])} | "
             f"return {ret:.1f} | {record['sps']:.0f} steps/s | {fraction:.0%} | "
             f"time left {_format_duration(left)}",
-            file=self.stream, flush=True,
+            file=self.stream,
+            flush=True,
         )
 
-    def close(self, final: Optional[Dict[str, float]] = None) -> None:
+    def close(self, final: dict[str, float] | None = None) -> None:
         if final is not None and not self.interactive:
             self.last_line = 0.0
             self._show(final)

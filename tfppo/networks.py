@@ -6,7 +6,7 @@ Shapes: B batch, D observation dim, A action dim (or number of discrete actions)
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -23,9 +23,7 @@ def _initializer(ortho: bool, gain: float) -> keras.initializers.Initializer:
     return keras.initializers.GlorotUniform()
 
 
-def make_torso(
-    hidden_sizes: Sequence[int], activation: str, ortho_init: bool, name: str
-) -> keras.Sequential:
+def make_torso(hidden_sizes: Sequence[int], activation: str, ortho_init: bool, name: str) -> keras.Sequential:
     """An MLP [B, D] -> [B, hidden_sizes[-1]]."""
     gain = math.sqrt(2.0) if ortho_init else 1.0
     layers = [
@@ -49,7 +47,7 @@ class CategoricalHead(keras.layers.Layer):
             num_actions, kernel_initializer=_initializer(ortho_init, 0.01), name="logits"
         )
 
-    def call(self, features: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"logits": self.logits(features)}
 
 
@@ -93,7 +91,7 @@ class GaussianHead(keras.layers.Layer):
                 name="scale",
             )
 
-    def call(self, features: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         loc = self.loc(features)
         if self.squash_mean:
             loc = self.center + self.half_range * tf.tanh(loc)
@@ -118,11 +116,11 @@ class Actor(keras.Model):
         else:
             self.head = GaussianHead(spec.action, config, name="head")
 
-    def params(self, observation: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def params(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
         """The distribution's parameters: {"logits"} or {"loc", "scale"}, each [B, A]."""
         return self.head(self.torso(observation))
 
-    def call(self, observation: tf.Tensor, action_mask: Optional[tf.Tensor] = None):
+    def call(self, observation: tf.Tensor, action_mask: tf.Tensor | None = None):
         # Not named `mask`: Keras 3 reserves that argument name for its own masking.
         return distributions.from_params(self.kind, self.params(observation), action_mask)
 

@@ -10,12 +10,12 @@ import json
 import os
 import re
 import sys
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def read_metrics(logdir: str) -> List[dict]:
+def read_metrics(logdir: str) -> list[dict]:
     path = os.path.join(logdir, "metrics.jsonl")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -26,15 +26,21 @@ def _label(logdir: str) -> str:
     return re.split(r"[_-]seed", name)[0]
 
 
-def plot_runs(logdirs: Sequence[str], out: str, x: str = "global_step", y: str = "episode_return_mean",
-              title: str = "", labels: Sequence[str] = ()) -> str:
+def plot_runs(
+    logdirs: Sequence[str],
+    out: str,
+    x: str = "global_step",
+    y: str = "episode_return_mean",
+    title: str = "",
+    labels: Sequence[str] = (),
+) -> str:
     """Draws y against x for each group of runs (mean and min-max band); returns `out`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: Dict[str, List[List[dict]]] = {}
+    groups: dict[str, list[list[dict]]] = {}
     for i, logdir in enumerate(logdirs):
         label = labels[i] if i < len(labels) else _label(logdir)
         groups.setdefault(label, []).append(read_metrics(logdir))
@@ -47,7 +53,7 @@ def plot_runs(logdirs: Sequence[str], out: str, x: str = "global_step", y: str =
         end = min(run[-1][x] for run in runs)
         grid = np.linspace(min(run[0][x] for run in runs), end, 200)
         curves = np.stack([np.interp(grid, [r[x] for r in run], [r[y] for r in run]) for run in runs])
-        line, = ax.plot(grid, curves.mean(0), label=f"{label} (n={len(runs)})")
+        (line,) = ax.plot(grid, curves.mean(0), label=f"{label} (n={len(runs)})")
         if len(runs) > 1:
             ax.fill_between(grid, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel(x.replace("_", " "))
@@ -72,7 +78,10 @@ def main(argv: Sequence[str]) -> int:
             logdirs.append(arg)
     missing = [d for d in logdirs if not os.path.isfile(os.path.join(d, "metrics.jsonl"))]
     if not logdirs or missing:
-        print(f"error: no metrics.jsonl in {missing or 'any logdir'}; usage: python -m tfppo.plot LOGDIR [LOGDIR ...] [--out=PNG] [--x=global_step|episodes]", file=sys.stderr)
+        print(
+            f"error: no metrics.jsonl in {missing or 'any logdir'}; usage: python -m tfppo.plot LOGDIR [LOGDIR ...] [--out=PNG] [--x=global_step|episodes]",
+            file=sys.stderr,
+        )
         return 2
     print(plot_runs(logdirs, out, x=x))
     return 0

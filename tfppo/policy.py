@@ -7,8 +7,6 @@ checkpointed `tf.random.Generator`, so the same seed gives the same actions.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import numpy as np
 import tensorflow as tf
 
@@ -30,7 +28,7 @@ class Policy(tf.Module):
         self.compiled_mode = tf.function(self._mode, input_signature=signature)
         self.compiled_value = tf.function(self._value, input_signature=[observation])
 
-    def _step(self, observation, mask=None) -> Dict[str, tf.Tensor]:
+    def _step(self, observation, mask=None) -> dict[str, tf.Tensor]:
         params = self.actor.params(observation)
         distribution = distributions.from_params(self.kind, params, mask)
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
@@ -50,15 +48,15 @@ class Policy(tf.Module):
     def _value(self, observation) -> tf.Tensor:
         return self.critic(observation)
 
-    def _args(self, observation: np.ndarray, mask: Optional[np.ndarray]):
+    def _args(self, observation: np.ndarray, mask: np.ndarray | None):
         return (observation, mask) if self.spec.has_mask else (observation,)
 
-    def step(self, observation: np.ndarray, mask: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Samples actions for a batch of observations [B, D]; returns NumPy arrays."""
         out = self.compiled_step(*self._args(observation, mask))
         return {key: value.numpy() for key, value in out.items()}
 
-    def mode(self, observation: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    def mode(self, observation: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The deterministic (most likely / mean) action, raw (not clipped)."""
         return self.compiled_mode(*self._args(observation, mask)).numpy()
 

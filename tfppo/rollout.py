@@ -6,7 +6,7 @@ Letters: T steps per env per rollout, B envs, N = T * B, D observation dim, A ac
 from __future__ import annotations
 
 import collections
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def compute_gae(
 class Rollout:
     """Preallocated [T, B, ...] arrays for one rollout."""
 
-    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec, param_dims: Dict[str, int]):
+    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec, param_dims: dict[str, int]):
         T, B = num_steps, num_envs
         self.num_steps, self.num_envs = T, B
         self.observation = np.zeros((T, B) + spec.observation_shape, np.float32)
@@ -80,11 +80,17 @@ class Rollout:
     def advantages(self, gamma: float, gae_lambda: float):
         """(advantages [T, B], returns [T, B]) by GAE over this rollout."""
         return compute_gae(
-            self.reward, self.behavior_value, self.terminated, self.truncated,
-            self.truncation_value, self.last_value, gamma, gae_lambda,
+            self.reward,
+            self.behavior_value,
+            self.terminated,
+            self.truncated,
+            self.truncation_value,
+            self.last_value,
+            gamma,
+            gae_lambda,
         )
 
-    def flatten(self, advantages: np.ndarray, returns: np.ndarray) -> Dict[str, np.ndarray]:
+    def flatten(self, advantages: np.ndarray, returns: np.ndarray) -> dict[str, np.ndarray]:
         """The learner's batch: every [T, B, ...] array as [N, ...], N = T * B."""
         n = self.num_steps * self.num_envs
 
@@ -105,7 +111,7 @@ class Rollout:
         return batch
 
 
-PolicyStep = Callable[[np.ndarray, Optional[np.ndarray]], Dict[str, np.ndarray]]
+PolicyStep = Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]]
 ValueFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -116,7 +122,15 @@ class Collector:
     the undiscounted sum of the raw env reward; training rewards are (r + shift) * scale.
     """
 
-    def __init__(self, vector_env, spec: envs_lib.EnvSpec, seed: int, reward_shift: float, reward_scale: float, window: int = 100):
+    def __init__(
+        self,
+        vector_env,
+        spec: envs_lib.EnvSpec,
+        seed: int,
+        reward_shift: float,
+        reward_scale: float,
+        window: int = 100,
+    ):
         self.env = vector_env
         self.spec = spec
         self.reward_shift, self.reward_scale = reward_shift, reward_scale
@@ -154,7 +168,9 @@ class Collector:
         reward = np.asarray(reward, np.float64)
         if not np.all(np.isfinite(reward)):
             env = int(np.flatnonzero(~np.isfinite(reward))[0])
-            raise ConfigError(f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number")
+            raise ConfigError(
+                f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number"
+            )
         self.env_steps += self.num_envs
         next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec.has_mask)
         if not np.all(np.isfinite(next_observation)):
@@ -186,5 +202,8 @@ def _final_observations(info: dict, observation):
     """The observations that ended episodes this step (SAME_STEP autoreset puts them in info)."""
     final = info["final_obs"]
     if isinstance(observation, dict):
-        return {k: np.stack([f[k] if f is not None else observation[k][i] for i, f in enumerate(final)]) for k in observation}
+        return {
+            k: np.stack([f[k] if f is not None else observation[k][i] for i, f in enumerate(final)])
+            for k in observation
+        }
     return np.stack([f if f is not None else observation[i] for i, f in enumerate(final)])

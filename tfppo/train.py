@@ -54,7 +54,8 @@ def resolve(config_lib, trainer):
             saved = json.load(f)
         saved["hidden_sizes"] = tuple(saved["hidden_sizes"])
         changed = sorted(
-            name for name in flags_lib.explicitly_set(FLAGS) - RESUMABLE
+            name
+            for name in flags_lib.explicitly_set(FLAGS) - RESUMABLE
             if getattr(config, name) != saved[name]
         )
         if changed:

@@ -9,14 +9,15 @@ import json
 import math
 import os
 import time
-from typing import Dict
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfppo import envs as envs_lib
-from tfppo import evaluation, learner as learner_lib, networks, plot, rollout as rollout_lib
+from tfppo import evaluation, networks, plot
+from tfppo import learner as learner_lib
+from tfppo import rollout as rollout_lib
 from tfppo.config import Config, ConfigError
 from tfppo.metrics import MetricsLogger
 from tfppo.policy import Policy
@@ -67,7 +68,10 @@ class Trainer:
         self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config)
         self.state = TrainState()
         self.checkpoint = tf.train.Checkpoint(
-            actor=self.actor, critic=self.critic, learner=self.learner, policy_rng=self.policy.rng,
+            actor=self.actor,
+            critic=self.critic,
+            learner=self.learner,
+            policy_rng=self.policy.rng,
             state=self.state,
         )
         self.manager = tf.train.CheckpointManager(
@@ -118,7 +122,7 @@ class Trainer:
     def save(self) -> str:
         return self.manager.save(checkpoint_number=int(self.state.updates.numpy()))
 
-    def _update_once(self) -> Dict[str, float]:
+    def _update_once(self) -> dict[str, float]:
         config = self.config
         started = time.perf_counter()
         self.collector.collect(self.rollout, self.policy.step, self.policy.value)
@@ -136,13 +140,16 @@ class Trainer:
             )
         return metrics
 
-    def train(self) -> Dict[str, float]:
+    def train(self) -> dict[str, float]:
         config = self.config
         start_steps, wall_before = self.collector.env_steps, float(self.state.wall_s.numpy())
         started = time.time()
         self.collect_s = self.update_s = 0.0
         logger = MetricsLogger(
-            self.logdir, config.total_timesteps, config.max_episodes, self.collector.env_steps,
+            self.logdir,
+            config.total_timesteps,
+            config.max_episodes,
+            self.collector.env_steps,
             self.collector.episodes,
         )
         record = None
@@ -157,7 +164,9 @@ class Trainer:
                     "update": int(self.state.updates.numpy()),
                     "episodes": self.collector.episodes,
                     "episode_return_mean": self.collector.return_mean(),
-                    "episode_length_mean": float(np.mean(self.collector.recent_lengths)) if self.collector.recent_lengths else float("nan"),
+                    "episode_length_mean": float(np.mean(self.collector.recent_lengths))
+                    if self.collector.recent_lengths
+                    else float("nan"),
                     "sps": (self.collector.env_steps - start_steps) / max(elapsed, 1e-9),
                     "wall_s": wall_before + elapsed,
                     "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
@@ -168,7 +177,9 @@ class Trainer:
                     self.save()
         except KeyboardInterrupt:
             path = self.save()
-            raise TrainingError(f"interrupted at env step {self.collector.env_steps}; checkpoint saved to {path}; continue with --resume") from None
+            raise TrainingError(
+                f"interrupted at env step {self.collector.env_steps}; checkpoint saved to {path}; continue with --resume"
+            ) from None
         finally:
             logger.close(record)
             self.env.close()
@@ -180,7 +191,7 @@ class Trainer:
             self.config.env, self.policy.mode, episodes, self.config.seed + 10_000, self.spec
         )
 
-    def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> Dict[str, float]:
+    def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> dict[str, float]:
         returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []
         steps = self.collector.env_steps
         summary = {
@@ -203,7 +214,8 @@ class Trainer:
         }
         if record is not None:
             summary["learning_curve"] = plot.plot_runs(
-                [self.logdir], os.path.join(self.logdir, "learning_curve.png"),
+                [self.logdir],
+                os.path.join(self.logdir, "learning_curve.png"),
                 title=f"{self.config.env} ({self.config.method}, seed {self.config.seed})",
             )
         with open(os.path.join(self.logdir, "summary.json"), "w", encoding="utf-8") as f:
@@ -211,7 +223,7 @@ class Trainer:
         return summary
 
 
-def train(config: Config, logdir: str) -> Dict[str, float]:
+def train(config: Config, logdir: str) -> dict[str, float]:
     if config.resume and not has_checkpoint(logdir):
         raise ConfigError(f"--resume: no checkpoint in {os.path.join(logdir, CHECKPOINT_DIR)}")
     return Trainer(config, logdir).train()
