@@ -11,13 +11,28 @@ from tfppo import envs as envs_lib
 ActFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
-def run_episodes(env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec) -> list[float]:
+def _make(env_id: str, video_dir: str):
+    if not video_dir:
+        return envs_lib.make_env(env_id)
+    try:
+        import moviepy  # noqa: F401  (gymnasium's RecordVideo writes with it)
+    except ImportError:
+        raise envs_lib.ConfigError("--video_dir needs moviepy: pip install moviepy") from None
+    import gymnasium as gym
+
+    env = envs_lib.make_env(env_id, render_mode="rgb_array")
+    return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
+
+
+def run_episodes(
+    env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec, video_dir: str = ""
+) -> list[float]:
     """Plays `episodes` episodes with `act(observation [1, D], mask [1, A] or None) -> [1, ...]`.
 
     Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
     Box actions are clipped to the bounds before the env sees them.
     """
-    env = envs_lib.make_env(env_id)
+    env = _make(env_id, video_dir)
     returns = []
     try:
         for episode in range(episodes):

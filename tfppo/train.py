@@ -103,6 +103,7 @@ def print_summary(summary) -> None:
         f"  evaluation over {summary['eval_episodes']} episodes: {number(summary['eval_return_mean'])} +- {number(summary['eval_return_std'])}",
         f"  logdir {summary['logdir']} (tensorboard --logdir {summary['logdir']})",
         f"  checkpoint {summary['checkpoint']}",
+        f"  SavedModel {summary['saved_model']} (python -m tfppo.evaluate --saved_model={summary['saved_model']})",
     ]
     if summary.get("learning_curve"):
         lines.append(f"  learning curve {summary['learning_curve']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -16,6 +17,7 @@ import tensorflow as tf
 
 from tfppo import envs as envs_lib
 from tfppo import evaluation, networks, plot
+from tfppo import export as export_lib
 from tfppo import learner as learner_lib
 from tfppo import rollout as rollout_lib
 from tfppo.config import Config, ConfigError
@@ -55,7 +57,7 @@ def seed_everything(config: Config) -> None:
 
 
 class Trainer:
-    def __init__(self, config: Config, logdir: str):
+    def __init__(self, config: Config, logdir: str, checkpoint: str | None = None):
         self.config, self.logdir = config, logdir
         seed_everything(config)
         self.env = envs_lib.make_vector_env(config)
@@ -78,7 +80,8 @@ class Trainer:
             self.checkpoint, os.path.join(logdir, CHECKPOINT_DIR), max_to_keep=3
         )
         if config.resume:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            path = checkpoint or self.manager.latest_checkpoint
+            self.checkpoint.restore(path).assert_existing_objects_matched()
         # A resumed run meets new episodes, not a replay of the first ones.
         env_seed = config.seed + 100_003 * int(self.state.updates.numpy())
         self.collector = rollout_lib.Collector(
@@ -186,6 +189,28 @@ class Trainer:
         checkpoint = self.save()
         return self._finish(record, checkpoint, time.time() - started, start_steps)
 
+    def export(self, path: str, **extra) -> str:
+        """Writes a SavedModel of the current policy (see tfppo.export) to a new directory."""
+        figures = {
+            "global_step": int(self.state.global_step.numpy()),
+            "episodes": int(self.state.episodes.numpy()),
+            "episode_return_mean": self.collector.return_mean(),
+            **extra,
+        }
+        space = self.env.single_observation_space, self.env.single_action_space
+        meta = export_lib.metadata(self.config, self.spec, *space, figures)
+        return export_lib.export(self.actor, self.critic, self.spec, meta, path)
+
+    def _export_final(self, eval_returns: list) -> str:
+        """LOGDIR/saved_model; a resumed run replaces its earlier export only once the new one is written."""
+        final = os.path.join(self.logdir, export_lib.SAVED_MODEL_DIR)
+        staging = final + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.export(staging, eval_return_mean=float(np.mean(eval_returns)) if eval_returns else None)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        return final
+
     def evaluate(self, episodes: int) -> list:
         return evaluation.run_episodes(
             self.config.env, self.policy.mode, episodes, self.config.seed + 10_000, self.spec
@@ -210,6 +235,7 @@ class Trainer:
             "sps": (steps - start_steps) / max(elapsed, 1e-9),
             "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
             "checkpoint": checkpoint,
+            "saved_model": self._export_final(returns),
             "logdir": self.logdir,
         }
         if record is not None:

@@ -1,0 +1,181 @@
+"""SavedModel export: one artifact that serves actions with TensorFlow alone.
+
+The exported module tracks only the variables (not the Keras models, whose own signatures
+would need tfp and Keras at load time) and exposes tf.functions with fixed signatures
+whose inputs and outputs are plain tensors (B free):
+
+  action(observation[, mask])         -> {"action"}: the deterministic action, clipped to bounds
+  sample(observation[, mask], seed)   -> {"action", "log_prob"}: a stochastic (raw) action
+  distribution(observation[, mask])   -> {"logits"} or {"loc", "scale"}
+  value(observation)                  -> {"value"}
+  metadata()                          -> {"json"}: versions, env, spaces, flags, training figures
+
+A model trained with action masks requires `mask` ([B, A] bool). Load and call it with
+`tf.saved_model.load(path).action(observation)`; see the README.
+
+Command line: `python -m tfppo.export --logdir=RUN [--out=DIR]` exports a run's latest
+checkpoint (default out: RUN/saved_model_from_checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+import tensorflow as tf
+
+from tfppo import distributions
+from tfppo.envs import EnvSpec
+
+SAVED_MODEL_DIR = "saved_model"
+
+
+def metadata(config, spec: EnvSpec, observation_space, action_space, extra: dict) -> dict:
+    import gymnasium
+    import tensorflow_probability as tfp
+
+    import tfppo
+
+    return {
+        "tfppo_version": tfppo.__version__,
+        "tensorflow_version": tf.__version__,
+        "tensorflow_probability_version": tfp.__version__,
+        "gymnasium_version": gymnasium.__version__,
+        "env": config.env,
+        "observation_space": str(observation_space),
+        "action_space": str(action_space),
+        "action_kind": spec.action.kind,
+        "observation_shape": list(spec.observation_shape),
+        "has_mask": spec.has_mask,
+        "flags": config.to_dict(),
+        **extra,
+    }
+
+
+class ExportedPolicy(tf.Module):
+    def __init__(self, actor, critic, spec: EnvSpec, meta: dict, asset_dir: str):
+        super().__init__(name="tfppo_policy")
+        # Track the variables only; the Keras models stay in the closures below.
+        self.actor_variables = list(actor.variables)
+        self.critic_variables = list(critic.variables)
+        self.metadata_json = tf.Variable(json.dumps(meta, sort_keys=True), trainable=False, name="metadata")
+        path = os.path.join(asset_dir, "metadata.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+        self.metadata_asset = tf.saved_model.Asset(path)
+        kind, action = spec.action.kind, spec.action
+        observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, name="observation")
+        inputs = [observation]
+        if spec.has_mask:
+            inputs.append(tf.TensorSpec((None, action.num_actions), tf.bool, name="mask"))
+        low = None if kind == "discrete" else tf.constant(action.low)
+        high = None if kind == "discrete" else tf.constant(action.high)
+
+        def dist(observation, mask=None):
+            return distributions.from_params(kind, actor.params(observation), mask)
+
+        def action_fn(observation, mask=None):
+            mode = distributions.mode(kind, dist(observation, mask))
+            if kind == "box":
+                mode = tf.clip_by_value(mode, low, high)
+            return {"action": mode}
+
+        def sample_fn(observation, mask=None, seed=None):
+            distribution = dist(observation, mask)
+            stateless_seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+            sampled = distribution.sample(seed=stateless_seed)
+            return {"action": sampled, "log_prob": distribution.log_prob(sampled)}
+
+        def distribution_fn(observation, mask=None):
+            params = actor.params(observation)
+            if kind == "discrete":
+                return {"logits": distributions.masked_logits(params["logits"], mask)}
+            return {"loc": params["loc"], "scale": params["scale"]}
+
+        seed_spec = tf.TensorSpec((), tf.int64, name="seed")
+        if spec.has_mask:
+            sample_wrapper = lambda observation, mask, seed: sample_fn(observation, mask, seed)
+        else:
+            sample_wrapper = lambda observation, seed: sample_fn(observation, None, seed)
+        self.action = tf.function(action_fn, input_signature=inputs)
+        self.sample = tf.function(sample_wrapper, input_signature=inputs + [seed_spec])
+        self.distribution = tf.function(distribution_fn, input_signature=inputs)
+        self.value = tf.function(
+            lambda observation: {"value": critic(observation)}, input_signature=[observation]
+        )
+        self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
+
+
+def export(actor, critic, spec: EnvSpec, meta: dict, path: str) -> str:
+    """Writes the SavedModel to `path` (a new directory) and returns it."""
+    if os.path.exists(path) and os.listdir(path):
+        raise FileExistsError(f"{path} already exists; export writes only to a new directory")
+    with tempfile.TemporaryDirectory() as asset_dir:
+        module = ExportedPolicy(actor, critic, spec, meta, asset_dir)
+        signatures = {
+            name: getattr(module, name).get_concrete_function()
+            for name in ("action", "sample", "distribution", "value", "metadata")
+        }
+        tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+def load_metadata(path: str) -> dict:
+    with open(os.path.join(path, "assets", "metadata.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def export_checkpoint(logdir: str, out: str, checkpoint: str = "") -> str:
+    """Rebuilds a run's networks from flags.json, restores a checkpoint and exports it."""
+    from tfppo import trainer
+    from tfppo.config import ConfigError
+
+    flags_path = os.path.join(logdir, "flags.json")
+    if not os.path.isfile(flags_path):
+        raise ConfigError(f"--logdir={logdir!r} has no flags.json; expected a tfppo run directory")
+    if os.path.exists(out) and os.listdir(out):
+        raise ConfigError(f"--out={out!r} already holds files; choose a new directory")
+    with open(flags_path, encoding="utf-8") as f:
+        saved = json.load(f)
+    saved["hidden_sizes"] = tuple(saved["hidden_sizes"])
+    from tfppo.config import Config
+
+    config = Config(**{**saved, "resume": True})
+    run = trainer.Trainer(config, logdir, checkpoint=checkpoint or None)
+    try:
+        return run.export(out)
+    finally:
+        run.env.close()
+
+
+def main(argv) -> int:
+    from absl import flags
+
+    from tfppo.config import ConfigError
+
+    flag_values = flags.FlagValues()
+    flags.DEFINE_string(
+        "logdir", None, "A tfppo run directory (with flags.json and checkpoints/).", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "checkpoint", "", "A checkpoint prefix; default the latest in LOGDIR.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "out", "", "Where to write; default LOGDIR/saved_model_from_checkpoint.", flag_values=flag_values
+    )
+    try:
+        flag_values(argv)
+        if not flag_values.logdir:
+            raise ConfigError("--logdir is required: the run to export")
+        out = flag_values.out or os.path.join(flag_values.logdir, "saved_model_from_checkpoint")
+        print(export_checkpoint(flag_values.logdir, out, flag_values.checkpoint))
+    except (flags.Error, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
