@@ -43,7 +43,6 @@ def random_batch(spec, config, policy, seed):
     batch = {
         "observation": observation,
         "action": out["action"],
-        "behavior_log_prob": out["log_prob"],
         "behavior_value": out["value"],
         "advantage": rng.normal(size=n).astype(np.float32),
         "return": rng.normal(size=n).astype(np.float32),
@@ -64,7 +63,7 @@ class LearnerTest(tf.test.TestCase):
         zero_weights(actor)
         zero_weights(critic)
         batch = random_batch(DISCRETE, config, policy, seed=0)
-        self.assertAllClose(batch["behavior_log_prob"], np.full(16, -np.log(3.0)), atol=1e-6)
+        self.assertAllClose(batch["behavior_logits"], np.zeros((16, 3)))
         metrics = learner.update(batch, 0.0)
         self.assertAllClose(metrics["policy_loss"], -batch["advantage"].mean(), atol=1e-6)
         self.assertAllClose(metrics["value_loss"], np.mean(batch["return"] ** 2), atol=1e-5)
@@ -80,6 +79,29 @@ class LearnerTest(tf.test.TestCase):
         self.assertAllClose(metrics["kl_lambda_used"], 0.5)
         self.assertAllClose(metrics["kl_lambda"], 1.0)
         self.assertAllClose(learner.kl_lambda.numpy(), 1.0)
+
+    def test_the_critic_keeps_training_after_the_actor_stops(self):
+        config = dataclasses.replace(
+            SMALL, method="kl_pen", kl_target=1e-9, actor_epochs=4, critic_epochs=3, actor_lr=1e-2
+        )
+        _, _, policy, learner = make(BOX, config)
+        metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+        self.assertEqual((metrics["actor_epochs_run"], metrics["critic_epochs_run"]), (1.0, 3.0))
+
+    def test_shared_torso_trains_one_loss_with_one_optimizer(self):
+        config = dataclasses.replace(SMALL, shared_torso=True, actor_epochs=2, critic_epochs=2, vf_coef=0.5)
+        actor, critic, policy, learner = make(DISCRETE, config)
+        self.assertIs(actor.torso, critic.torso)
+        self.assertLen(learner.critic_variables, 2)  # the value head only
+        torso_before = [v.numpy() for v in actor.torso.variables]
+        head_before = [v.numpy() for v in critic.value.variables]
+        metrics = learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)
+        self.assertEqual(metrics["actor_grad_norm"], metrics["critic_grad_norm"])
+        for before, variable in zip(
+            torso_before + head_before, actor.torso.variables + critic.value.variables, strict=True
+        ):
+            self.assertNotAllClose(before, variable.numpy())
+        self.assertEqual(int(learner.critic_optimizer.iterations.numpy()), 0)
 
     def test_kl_lambda_halves_when_kl_is_low_and_all_epochs_run(self):
         config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e3, actor_epochs=3, kl_lambda_max=1e4)

@@ -85,6 +85,23 @@ class HelpersTest(tf.test.TestCase):
         normalized = losses.normalize_advantages(advantage).numpy()
         self.assertAllClose([normalized.mean(), normalized.std()], [0.0, 1.0], atol=1e-5)
 
+    def test_clipped_value_loss_by_hand(self):
+        # V_b = 0, clip 0.5: V = 2 -> V_clip = 0.5; R = 1: max(1, 0.25) = 1. V = 0.2 -> unclipped
+        # and clipped agree: 0.64. V = -1, R = 1: V_clip = -0.5: max(4, 2.25) = 4.
+        value = np.array([2.0, 0.2, -1.0], np.float32)
+        loss, _ = losses.value_loss(value, np.ones(3, np.float32), np.zeros(3, np.float32), 0.5)
+        self.assertAllClose(loss, (1.0 + 0.64 + 4.0) / 3)
+        # The max picks the clipped term when it is larger: V = 0.3 -> V_clip = 0.3; R = 2, V = 3
+        # -> V_clip = 0.5: max(1, 2.25) = 2.25.
+        loss, _ = losses.value_loss(
+            np.array([3.0], np.float32), np.array([2.0], np.float32), np.zeros(1, np.float32), 0.5
+        )
+        self.assertAllClose(loss, 2.25)
+
+    def test_kl_hinge_by_hand(self):
+        kl = np.array([0.01, 0.03, 0.05], np.float32)  # target 0.01: excess 0, 0.01, 0.03
+        self.assertAllClose(losses.kl_hinge(kl, 0.01, 1000.0), 1000.0 * (0.0001 + 0.0009) / 3)
+
     def test_value_loss_and_explained_variance(self):
         target = np.array([1.0, 2.0, 3.0], np.float32)
         loss, _ = losses.value_loss(np.array([1.0, 1.0, 1.0], np.float32), target)

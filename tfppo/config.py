@@ -12,7 +12,7 @@ import math
 
 METHODS = ("clip", "kl_pen")
 SIGMA_MODES = ("fixed", "state_independent", "state_dependent")
-ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
+ACTIVATIONS = ("tanh", "relu", "elu")
 NORM_ADV_MODES = ("none", "batch", "minibatch")
 KL_RULES = ("ppo", "dppo")
 VECTOR_MODES = ("sync", "async")
@@ -65,6 +65,10 @@ class Config:
     kl_rule: str = "ppo"
     target_kl: float = 0.0  # 0: off; else stop the actor epochs once the batch KL exceeds it.
     ent_coef: float = 0.0
+    vf_coef: float = 0.5  # weight of the value loss when actor and critic share a torso.
+    clip_value: float = 0.0  # 0: off; else PPO2's value clipping around the behaviour value.
+    anneal_clip: bool = False  # decay clip_epsilon linearly to 0 over the run.
+    kl_hinge_coef: float = 0.0  # kl_pen: coef * max(0, KL - 2 target)^2 (Heess et al. 2017).
 
     # Optimisation.
     actor_lr: float = 1e-3
@@ -82,6 +86,7 @@ class Config:
     sigma_init: float = 1.0  # the fixed sigma, or the initial one for the trained modes.
     sigma_min: float = 1e-3  # floor added to every sigma so it never collapses to 0.
     squash_mean: bool = False  # loc = tanh(x) scaled to the Box bounds (the tutorial's 2*tanh).
+    shared_torso: bool = False  # one torso for actor and critic, trained with one optimizer.
     ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
 
     def __post_init__(self) -> None:
@@ -146,6 +151,9 @@ def validate(config: Config) -> None:
         "kl_lambda_max",
         "target_kl",
         "ent_coef",
+        "vf_coef",
+        "clip_value",
+        "kl_hinge_coef",
         "actor_lr",
         "critic_lr",
         "max_grad_norm",
@@ -157,7 +165,15 @@ def validate(config: Config) -> None:
     for name in ("actor_lr", "critic_lr", "clip_epsilon", "kl_target", "sigma_init", "sigma_min"):
         value = getattr(config, name)
         _require(value > 0, f"--{name}={value} must be > 0")
-    for name in ("ent_coef", "max_grad_norm", "target_kl", "kl_lambda_init"):
+    for name in (
+        "ent_coef",
+        "vf_coef",
+        "clip_value",
+        "kl_hinge_coef",
+        "max_grad_norm",
+        "target_kl",
+        "kl_lambda_init",
+    ):
         value = getattr(config, name)
         _require(value >= 0, f"--{name}={value} must be >= 0")
     _require(0 <= config.gamma <= 1, f"--gamma={config.gamma} must be in [0, 1]")
@@ -167,6 +183,11 @@ def validate(config: Config) -> None:
         0 < config.kl_lambda_min <= config.kl_lambda_max,
         f"--kl_lambda_min={config.kl_lambda_min} and --kl_lambda_max={config.kl_lambda_max} "
         "must satisfy 0 < min <= max",
+    )
+    _require(
+        not config.shared_torso or config.critic_epochs == config.actor_epochs,
+        f"--shared_torso trains one loss: --critic_epochs={config.critic_epochs} must equal "
+        f"--actor_epochs={config.actor_epochs}",
     )
     _require(len(config.hidden_sizes) >= 1, "--hidden_sizes needs at least one layer, e.g. 64,64")
     for size in config.hidden_sizes:

@@ -1,7 +1,9 @@
 """The optimizers, the KL coefficient as a tf.Variable, and the compiled PPO update.
 
-One `update` call runs every actor epoch and minibatch, then every critic epoch and minibatch,
-in graph loops with in-graph shuffling: the batch crosses into TensorFlow once per update.
+One `update` call runs every epoch and minibatch of actor and critic in graph loops with
+in-graph shuffling: the batch crosses into TensorFlow once per update. While both train, one
+gradient step serves both networks (one forward and backward pass); once the actor stops
+(it has fewer epochs, or its KL passed the stop threshold) the critic trains alone.
 
 Shapes: N batch (num_steps * num_envs), M minibatch, D observation dim, A action dim.
 """
@@ -26,6 +28,7 @@ ACTOR_METRICS = (
     "actor_grad_norm",
 )
 CRITIC_METRICS = ("value_loss", "critic_grad_norm")
+METRIC_NAMES = ACTOR_METRICS + CRITIC_METRICS
 
 
 def param_dims(spec: EnvSpec) -> dict[str, int]:
@@ -39,7 +42,6 @@ def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
     n = config.batch_size
     signature = {
         "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.float32),
-        "behavior_log_prob": tf.TensorSpec((n,), tf.float32),
         "behavior_value": tf.TensorSpec((n,), tf.float32),
         "advantage": tf.TensorSpec((n,), tf.float32),
         "return": tf.TensorSpec((n,), tf.float32),
@@ -56,17 +58,29 @@ def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
 
 
 class Learner(tf.Module):
-    """Owns the optimizers and the adaptive KL coefficient; `update(batch, progress)` trains."""
+    """Owns the optimizers and the adaptive KL coefficient; `update(batch, progress)` trains.
+
+    With separate torsos, the actor and the critic each have an Adam optimizer with their own
+    learning rate (the tutorial's A_LR and C_LR). With a shared torso, one optimizer (actor_lr)
+    minimises policy loss + vf_coef * value loss over all variables.
+    """
 
     def __init__(self, actor, critic, spec: EnvSpec, config: Config):
         super().__init__(name="learner")
         self.actor, self.critic, self.spec, self.config = actor, critic, spec, config
         self.kind = spec.action.kind
+        self.shared = config.shared_torso
+        self.actor_variables = list(actor.trainable_variables)
+        actor_ids = {id(v) for v in self.actor_variables}
+        self.critic_variables = [v for v in critic.trainable_variables if id(v) not in actor_ids]
         self.actor_optimizer = keras.optimizers.Adam(config.actor_lr, epsilon=1e-5)
         self.critic_optimizer = keras.optimizers.Adam(config.critic_lr, epsilon=1e-5)
         # Built now so a checkpoint restores their slots instead of deferring them.
-        self.actor_optimizer.build(actor.trainable_variables)
-        self.critic_optimizer.build(critic.trainable_variables)
+        if self.shared:
+            self.actor_optimizer.build(self.actor_variables + self.critic_variables)
+        else:
+            self.actor_optimizer.build(self.actor_variables)
+        self.critic_optimizer.build(self.critic_variables)
         self.kl_lambda = tf.Variable(
             config.kl_lambda_init, dtype=tf.float32, trainable=False, name="kl_lambda"
         )
@@ -78,7 +92,7 @@ class Learner(tf.Module):
         )
 
     def update(self, batch: dict[str, np.ndarray], progress: float) -> dict[str, float]:
-        """Trains on one flat batch; progress in [0, 1] drives learning-rate annealing."""
+        """Trains on one flat batch; progress in [0, 1] drives the annealing schedules."""
         metrics = self.compiled_update(batch, tf.constant(progress, tf.float32))
         return {key: float(value) for key, value in metrics.items()}
 
@@ -92,96 +106,138 @@ class Learner(tf.Module):
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
         return tf.argsort(tf.random.stateless_uniform([self.config.batch_size], seed))
 
-    def _minibatch(self, batch, advantage, indices):
+    def _minibatch(self, batch, indices):
         minibatch = {key: tf.gather(value, indices) for key, value in batch.items()}
-        minibatch["advantage"] = tf.gather(advantage, indices)
         if self.config.norm_adv == "minibatch":
             minibatch["advantage"] = losses.normalize_advantages(minibatch["advantage"])
         return minibatch
 
-    def _apply(self, optimizer, loss_fn, variables):
-        with tf.GradientTape() as tape:
-            loss, metrics = loss_fn()
-        gradients = tape.gradient(loss, variables)
-        if self.config.max_grad_norm > 0:
-            gradients, norm = tf.clip_by_global_norm(gradients, self.config.max_grad_norm)
+    def _actor_loss(self, minibatch, clip_epsilon):
+        config, mask = self.config, minibatch.get("mask")
+        distribution = self.actor(minibatch["observation"], action_mask=mask)
+        log_prob = distribution.log_prob(minibatch["action"])
+        entropy = tf.reduce_mean(distribution.entropy())
+        behavior_log_prob = minibatch["behavior_log_prob"]
+        if config.method == "clip":
+            loss, metrics = losses.clipped_surrogate_loss(
+                log_prob, behavior_log_prob, minibatch["advantage"], clip_epsilon
+            )
         else:
-            norm = tf.linalg.global_norm(gradients)
-        optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return metrics, norm
+            kl = self._behavior(minibatch, mask).kl_divergence(distribution)
+            loss, metrics = losses.kl_penalty_loss(
+                log_prob, behavior_log_prob, minibatch["advantage"], kl, self.kl_lambda, clip_epsilon
+            )
+            if config.kl_hinge_coef > 0:
+                loss += losses.kl_hinge(kl, config.kl_target, config.kl_hinge_coef)
+        metrics["entropy"] = entropy
+        return loss - config.ent_coef * entropy, metrics
 
-    def _actor_step(self, minibatch):
-        mask = minibatch.get("mask")
-        config = self.config
+    def _critic_loss(self, minibatch):
+        return losses.value_loss(
+            self.critic(minibatch["observation"]),
+            minibatch["return"],
+            minibatch["behavior_value"],
+            self.config.clip_value,
+        )
 
-        def loss_fn():
-            distribution = self.actor(minibatch["observation"], action_mask=mask)
-            log_prob = distribution.log_prob(minibatch["action"])
-            entropy = tf.reduce_mean(distribution.entropy())
-            if config.method == "clip":
-                loss, metrics = losses.clipped_surrogate_loss(
-                    log_prob, minibatch["behavior_log_prob"], minibatch["advantage"], config.clip_epsilon
-                )
-            else:
-                kl = self._behavior(minibatch, mask).kl_divergence(distribution)
-                loss, metrics = losses.kl_penalty_loss(
-                    log_prob,
-                    minibatch["behavior_log_prob"],
-                    minibatch["advantage"],
-                    kl,
-                    self.kl_lambda,
-                    config.clip_epsilon,
-                )
-            metrics["entropy"] = entropy
-            return loss - config.ent_coef * entropy, metrics
+    def _clip(self, gradients):
+        if self.config.max_grad_norm > 0:
+            return tf.clip_by_global_norm(gradients, self.config.max_grad_norm)
+        return gradients, tf.linalg.global_norm(gradients)
 
-        metrics, norm = self._apply(self.actor_optimizer, loss_fn, self.actor.trainable_variables)
-        metrics["actor_grad_norm"] = norm
-        return tf.stack([metrics[name] for name in ACTOR_METRICS])
-
-    def _critic_step(self, minibatch):
-        def loss_fn():
-            return losses.value_loss(self.critic(minibatch["observation"]), minibatch["return"])
-
-        metrics, norm = self._apply(self.critic_optimizer, loss_fn, self.critic.trainable_variables)
-        metrics["critic_grad_norm"] = norm
-        return tf.stack([metrics[name] for name in CRITIC_METRICS])
+    def _step(self, minibatch, clip_epsilon, train_actor: bool, train_critic: bool):
+        """One gradient step of the actor, the critic or both; returns the metric vector."""
+        zero = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            actor_loss, actor_metrics = (
+                self._actor_loss(minibatch, clip_epsilon) if train_actor else (zero, {})
+            )
+            critic_loss, critic_metrics = self._critic_loss(minibatch) if train_critic else (zero, {})
+            coef = self.config.vf_coef if self.shared else 1.0
+            total = actor_loss + coef * critic_loss
+        variables = (self.actor_variables if train_actor or self.shared else []) + (
+            self.critic_variables if train_critic or self.shared else []
+        )
+        gradients = tape.gradient(total, variables)
+        split = len(self.actor_variables) if (train_actor or self.shared) else 0
+        if self.shared:
+            gradients, norm = self._clip(gradients)
+            self.actor_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
+        else:
+            if train_actor:
+                clipped, actor_metrics["actor_grad_norm"] = self._clip(gradients[:split])
+                self.actor_optimizer.apply_gradients(zip(clipped, variables[:split], strict=True))
+            if train_critic:
+                clipped, critic_metrics["critic_grad_norm"] = self._clip(gradients[split:])
+                self.critic_optimizer.apply_gradients(zip(clipped, variables[split:], strict=True))
+        metrics = {**actor_metrics, **critic_metrics}
+        return tf.stack([metrics.get(name, zero) for name in METRIC_NAMES])
 
     def _batch_kl(self, batch, behavior):
-        """Exact mean KL(behaviour || current) over the whole batch."""
+        """Exact mean KL(behaviour || current) over the whole batch, and the current policy."""
         current = self.actor(batch["observation"], action_mask=batch.get("mask"))
         return tf.reduce_mean(behavior.kl_divergence(current)), current
 
-    def _update(self, batch, progress):
-        config = self.config
-        num_minibatches = config.num_minibatches
-        size = config.minibatch_size
-        decay = (1.0 - progress) if config.anneal_lr else tf.constant(1.0)
-        self.actor_optimizer.learning_rate.assign(config.actor_lr * decay)
-        self.critic_optimizer.learning_rate.assign(config.critic_lr * decay)
-        advantage = batch["advantage"]
-        if config.norm_adv == "batch":
-            advantage = losses.normalize_advantages(advantage)
-        behavior = self._behavior(batch, batch.get("mask"))
-        # Stop the actor epochs early: the tutorial's 4 x target for kl_pen, --target_kl for both.
-        stop_kl = tf.constant(np.inf, tf.float32)
+    def _stop_kl(self):
+        """The actor stops once the batch KL passes this: 4 x target for kl_pen, --target_kl."""
+        config, stop = self.config, np.inf
         if config.method == "kl_pen":
-            stop_kl = tf.minimum(stop_kl, 4.0 * config.kl_target)
+            stop = min(stop, 4.0 * config.kl_target)
         if config.target_kl > 0:
-            stop_kl = tf.minimum(stop_kl, config.target_kl)
+            stop = min(stop, config.target_kl)
+        return stop
 
-        actor_sums = tf.zeros([len(ACTOR_METRICS)])
-        actor_epochs_run = tf.constant(0)
-        kl = tf.constant(0.0)
-        for _ in tf.range(config.actor_epochs):
+    def _epochs(self, batch, clip_epsilon):
+        """All epochs; returns (metric sums, actor steps, critic steps, epochs the actor ran)."""
+        config = self.config
+        behavior = self._behavior(batch, batch.get("mask"))
+        stop_kl = self._stop_kl()
+        actor_epochs, critic_epochs = config.actor_epochs, config.critic_epochs
+        if self.shared:  # One loss: the critic stops with the actor.
+            critic_epochs = actor_epochs
+        size, num_minibatches = config.minibatch_size, config.num_minibatches
+        sums = tf.zeros([len(METRIC_NAMES)])
+        actor_steps, critic_steps, actor_epochs_run = 0.0, 0.0, 0
+        actor_on = tf.constant(True)
+        for epoch in tf.range(max(actor_epochs, critic_epochs)):
+            train_actor = tf.logical_and(actor_on, epoch < actor_epochs)
+            train_critic = epoch < critic_epochs
+            if self.shared:
+                train_critic = train_actor
+            if not (train_actor or train_critic):
+                break
             permutation = self._permutation()
             for i in tf.range(num_minibatches):
-                indices = permutation[i * size : (i + 1) * size]
-                actor_sums += self._actor_step(self._minibatch(batch, advantage, indices))
-            actor_epochs_run += 1
-            kl, _ = self._batch_kl(batch, behavior)
-            if kl > stop_kl:
-                break
+                minibatch = self._minibatch(batch, permutation[i * size : (i + 1) * size])
+                if train_actor and train_critic:
+                    sums += self._step(minibatch, clip_epsilon, True, True)
+                elif train_actor:
+                    sums += self._step(minibatch, clip_epsilon, True, False)
+                else:
+                    sums += self._step(minibatch, clip_epsilon, False, True)
+            actor_steps += tf.cast(train_actor, tf.float32) * num_minibatches
+            critic_steps += tf.cast(train_critic, tf.float32) * num_minibatches
+            actor_epochs_run += tf.cast(train_actor, tf.int32)
+            if train_actor and stop_kl < np.inf:
+                kl, _ = self._batch_kl(batch, behavior)
+                if kl > stop_kl:
+                    actor_on = tf.constant(False)
+        return sums, actor_steps, critic_steps, actor_epochs_run, behavior
+
+    def _update(self, batch, progress):
+        config = self.config
+        decay = (1.0 - progress) if config.anneal_lr else tf.constant(1.0)
+        clip_epsilon = config.clip_epsilon * ((1.0 - progress) if config.anneal_clip else 1.0)
+        self.actor_optimizer.learning_rate.assign(config.actor_lr * decay)
+        self.critic_optimizer.learning_rate.assign(config.critic_lr * decay)
+        batch = dict(batch)
+        if config.norm_adv == "batch":
+            batch["advantage"] = losses.normalize_advantages(batch["advantage"])
+        behavior = self._behavior(batch, batch.get("mask"))
+        batch["behavior_log_prob"] = behavior.log_prob(batch["action"])
+        sums, actor_steps, critic_steps, actor_epochs_run, behavior = self._epochs(batch, clip_epsilon)
+        kl, current = self._batch_kl(batch, behavior)
         kl_lambda_used = tf.identity(self.kl_lambda)
         if config.method == "kl_pen":
             self.kl_lambda.assign(
@@ -194,27 +250,20 @@ class Learner(tf.Module):
                     config.kl_lambda_max,
                 )
             )
-
-        critic_sums = tf.zeros([len(CRITIC_METRICS)])
-        for _ in tf.range(config.critic_epochs):
-            permutation = self._permutation()
-            for i in tf.range(num_minibatches):
-                indices = permutation[i * size : (i + 1) * size]
-                critic_sums += self._critic_step(self._minibatch(batch, advantage, indices))
-
-        actor_steps = tf.cast(tf.maximum(actor_epochs_run * num_minibatches, 1), tf.float32)
-        critic_steps = tf.cast(tf.maximum(config.critic_epochs * num_minibatches, 1), tf.float32)
-        metrics = {name: actor_sums[i] / actor_steps for i, name in enumerate(ACTOR_METRICS)}
-        metrics.update({name: critic_sums[i] / critic_steps for i, name in enumerate(CRITIC_METRICS)})
+        metrics = {}
+        for i, name in enumerate(METRIC_NAMES):
+            steps = actor_steps if name in ACTOR_METRICS else critic_steps
+            metrics[name] = sums[i] / tf.maximum(steps, 1.0)
         metrics["kl"] = kl
         metrics["kl_lambda"] = self.kl_lambda.read_value()
         metrics["kl_lambda_used"] = kl_lambda_used
         metrics["actor_epochs_run"] = tf.cast(actor_epochs_run, tf.float32)
+        metrics["critic_epochs_run"] = critic_steps / config.num_minibatches
         metrics["explained_variance"] = losses.explained_variance(batch["behavior_value"], batch["return"])
         metrics["actor_lr"] = tf.convert_to_tensor(config.actor_lr * decay, tf.float32)
         metrics["critic_lr"] = tf.convert_to_tensor(config.critic_lr * decay, tf.float32)
+        metrics["clip_epsilon"] = tf.convert_to_tensor(clip_epsilon, tf.float32)
         if self.kind == "box":
-            _, current = self._batch_kl(batch, behavior)
             scale = current.distribution.scale
             metrics["sigma_mean"] = tf.reduce_mean(scale)
             metrics["sigma_min"] = tf.reduce_min(scale)

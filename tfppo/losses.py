@@ -66,10 +66,25 @@ def kl_penalty_loss(
     return loss, metrics
 
 
-def value_loss(value: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, Metrics]:
-    """E[(V(s) - R)^2], the tutorial's critic loss."""
-    loss = tf.reduce_mean(tf.square(target - value))
+def value_loss(
+    value: tf.Tensor, target: tf.Tensor, behavior_value: tf.Tensor | None = None, clip=0.0
+) -> tuple[tf.Tensor, Metrics]:
+    """E[(V(s) - R)^2], the tutorial's critic loss.
+
+    With clip > 0 (PPO2's value clipping), E[max((V - R)^2, (V_clip - R)^2)] where
+    V_clip = V_behavior + clip(V - V_behavior, -clip, clip).
+    """
+    loss = tf.square(target - value)
+    if clip:
+        clipped = behavior_value + tf.clip_by_value(value - behavior_value, -clip, clip)
+        loss = tf.maximum(loss, tf.square(target - clipped))
+    loss = tf.reduce_mean(loss)
     return loss, {"value_loss": loss}
+
+
+def kl_hinge(kl: tf.Tensor, kl_target, coef) -> tf.Tensor:
+    """coef * E[max(0, KL - 2 target)^2]: the extra penalty of Heess et al. (2017)."""
+    return coef * tf.reduce_mean(tf.square(tf.maximum(0.0, kl - 2.0 * kl_target)))
 
 
 def explained_variance(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

@@ -33,6 +33,8 @@ GROUPS = {
     "kl_lambda": "health",
     "kl_lambda_used": "health",
     "actor_epochs_run": "health",
+    "critic_epochs_run": "health",
+    "clip_epsilon": "optim",
     "actor_grad_norm": "health",
     "critic_grad_norm": "health",
     "sigma_mean": "health",

@@ -128,9 +128,11 @@ class Actor(keras.Model):
 class Critic(keras.Model):
     """observation [B, D] -> V(s) [B]."""
 
-    def __init__(self, config: Config, **kwargs):
+    def __init__(self, config: Config, torso: keras.Sequential | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
+        if torso is None:
+            torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
+        self.torso = torso
         self.value = keras.layers.Dense(
             1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"
         )
@@ -141,7 +143,8 @@ class Critic(keras.Model):
 
 def build(spec: EnvSpec, config: Config):
     """Returns (actor, critic) with their variables created."""
-    actor, critic = Actor(spec, config, name="actor"), Critic(config, name="critic")
+    actor = Actor(spec, config, name="actor")
+    critic = Critic(config, torso=actor.torso if config.shared_torso else None, name="critic")
     dummy = tf.zeros((1,) + spec.observation_shape, tf.float32)
     actor.params(dummy)
     critic(dummy)

@@ -72,7 +72,6 @@ class Rollout:
         self.truncated = np.zeros((T, B), bool)
         self.final_observation = np.zeros_like(self.observation)
         self.behavior_value = np.zeros((T, B), np.float32)
-        self.behavior_log_prob = np.zeros((T, B), np.float32)
         self.behavior_params = {k: np.zeros((T, B, d), np.float32) for k, d in param_dims.items()}
         self.truncation_value = np.zeros((T, B), np.float32)
         self.last_value = np.zeros((B,), np.float32)
@@ -100,7 +99,6 @@ class Rollout:
         batch = {
             "observation": flat(self.observation),
             "action": flat(self.action),
-            "behavior_log_prob": flat(self.behavior_log_prob),
             "behavior_value": flat(self.behavior_value),
             "advantage": flat(advantages),
             "return": flat(returns),
@@ -152,7 +150,6 @@ class Collector:
             if rollout.mask is not None:
                 rollout.mask[t] = self.mask
             rollout.action[t] = out["action"]
-            rollout.behavior_log_prob[t] = out["log_prob"]
             rollout.behavior_value[t] = out["value"]
             for key, array in rollout.behavior_params.items():
                 array[t] = out[key]
