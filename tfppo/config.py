@@ -16,6 +16,7 @@ ACTIVATIONS = ("tanh", "relu", "elu")
 NORM_ADV_MODES = ("none", "batch", "minibatch")
 KL_RULES = ("ppo", "dppo")
 VECTOR_MODES = ("sync", "async")
+POLICY_BACKENDS = ("numpy", "tf")
 
 
 class ConfigError(ValueError):
@@ -26,7 +27,8 @@ class ConfigError(ValueError):
 class Config:
     """One training run. The defaults are the default experiment: CartPole-v1 with the
     rl-baselines3-zoo PPO preset (8 envs x 32 steps, 20 epochs of one 256-sample minibatch,
-    gamma 0.98, GAE lambda 0.8, learning rate 1e-3 decaying linearly, clip 0.2).
+    gamma 0.98, GAE lambda 0.8, learning rate 1e-3 and clip range 0.2 decaying linearly to 0).
+    Flagfiles for other envs set every field that differs, the schedules included.
 
     Rollouts: every update collects `num_steps` steps from each of `num_envs` envs, so a batch
     holds N = num_steps * num_envs transitions, split into `num_minibatches` minibatches.
@@ -45,6 +47,7 @@ class Config:
     vector_mode: str = "sync"
     eval_episodes: int = 10
     checkpoint_every: int = 50  # updates between checkpoints; the last update always saves.
+    policy_backend: str = "numpy"  # acting: a NumPy mirror of the networks, or compiled TF.
     deterministic: bool = True  # TF op determinism: same seed, same numbers.
 
     # Rollout and advantages.
@@ -54,6 +57,10 @@ class Config:
     reward_shift: float = 0.0  # env reward r is trained on as (r + reward_shift) * reward_scale.
     reward_scale: float = 1.0
     norm_adv: str = "batch"
+    norm_obs: bool = False  # running mean/std observation normalisation (baked into the export).
+    norm_obs_clip: float = 10.0
+    norm_reward: bool = False  # divide rewards by the running std of the discounted return.
+    norm_reward_clip: float = 10.0
 
     # Objective.
     method: str = "clip"
@@ -67,7 +74,7 @@ class Config:
     ent_coef: float = 0.0
     vf_coef: float = 0.5  # weight of the value loss when actor and critic share a torso.
     clip_value: float = 0.0  # 0: off; else PPO2's value clipping around the behaviour value.
-    anneal_clip: bool = False  # decay clip_epsilon linearly to 0 over the run.
+    anneal_clip: bool = True  # decay clip_epsilon linearly to 0 over the run.
     kl_hinge_coef: float = 0.0  # kl_pen: coef * max(0, KL - 2 target)^2 (Heess et al. 2017).
 
     # Optimisation.
@@ -128,6 +135,7 @@ def validate(config: Config) -> None:
     _choice("norm_adv", config.norm_adv, NORM_ADV_MODES)
     _choice("kl_rule", config.kl_rule, KL_RULES)
     _choice("vector_mode", config.vector_mode, VECTOR_MODES)
+    _choice("policy_backend", config.policy_backend, POLICY_BACKENDS)
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
         value = getattr(config, name)
         _require(value >= 1, f"--{name}={value} must be a positive integer")
@@ -139,30 +147,11 @@ def validate(config: Config) -> None:
         "--total_timesteps and --max_episodes are both 0: the run would never stop",
     )
     _require(config.checkpoint_every >= 1, f"--checkpoint_every={config.checkpoint_every} must be >= 1")
-    floats = (
-        "gamma",
-        "gae_lambda",
-        "reward_shift",
-        "reward_scale",
-        "clip_epsilon",
-        "kl_target",
-        "kl_lambda_init",
-        "kl_lambda_min",
-        "kl_lambda_max",
-        "target_kl",
-        "ent_coef",
-        "vf_coef",
-        "clip_value",
-        "kl_hinge_coef",
-        "actor_lr",
-        "critic_lr",
-        "max_grad_norm",
-        "sigma_init",
-        "sigma_min",
-    )
+    floats = [f.name for f in dataclasses.fields(config) if isinstance(getattr(config, f.name), float)]
     for name in floats:
         _finite(name, getattr(config, name))
-    for name in ("actor_lr", "critic_lr", "clip_epsilon", "kl_target", "sigma_init", "sigma_min"):
+    positive = ("actor_lr", "critic_lr", "clip_epsilon", "kl_target", "sigma_init", "sigma_min")
+    for name in positive + ("norm_obs_clip", "norm_reward_clip"):
         value = getattr(config, name)
         _require(value > 0, f"--{name}={value} must be > 0")
     for name in (

@@ -55,7 +55,7 @@ def metadata(config, spec: EnvSpec, observation_space, action_space, extra: dict
 
 
 class ExportedPolicy(tf.Module):
-    def __init__(self, actor, critic, spec: EnvSpec, meta: dict, asset_dir: str):
+    def __init__(self, actor, critic, spec: EnvSpec, meta: dict, asset_dir: str, normalization=None):
         super().__init__(name="tfppo_policy")
         # Track the variables only; the Keras models stay in the closures below.
         self.actor_variables = list(actor.variables)
@@ -73,8 +73,14 @@ class ExportedPolicy(tf.Module):
         low = None if kind == "discrete" else tf.constant(action.low)
         high = None if kind == "discrete" else tf.constant(action.high)
 
+        def normalize(observation):
+            if normalization is None:
+                return observation
+            mean, scale, clip = (tf.constant(x) for x in normalization)
+            return tf.clip_by_value((observation - mean) * scale, -clip, clip)
+
         def dist(observation, mask=None):
-            return distributions.from_params(kind, actor.params(observation), mask)
+            return distributions.from_params(kind, actor.params(normalize(observation)), mask)
 
         def action_fn(observation, mask=None):
             mode = distributions.mode(kind, dist(observation, mask))
@@ -89,7 +95,7 @@ class ExportedPolicy(tf.Module):
             return {"action": sampled, "log_prob": distribution.log_prob(sampled)}
 
         def distribution_fn(observation, mask=None):
-            params = actor.params(observation)
+            params = actor.params(normalize(observation))
             if kind == "discrete":
                 return {"logits": distributions.masked_logits(params["logits"], mask)}
             return {"loc": params["loc"], "scale": params["scale"]}
@@ -103,17 +109,20 @@ class ExportedPolicy(tf.Module):
         self.sample = tf.function(sample_wrapper, input_signature=inputs + [seed_spec])
         self.distribution = tf.function(distribution_fn, input_signature=inputs)
         self.value = tf.function(
-            lambda observation: {"value": critic(observation)}, input_signature=[observation]
+            lambda observation: {"value": critic(normalize(observation))}, input_signature=[observation]
         )
         self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
 
 
-def export(actor, critic, spec: EnvSpec, meta: dict, path: str) -> str:
-    """Writes the SavedModel to `path` (a new directory) and returns it."""
+def export(actor, critic, spec: EnvSpec, meta: dict, path: str, normalization=None) -> str:
+    """Writes the SavedModel to `path` (a new directory) and returns it.
+
+    normalization: None, or (mean [D], 1 / std [D], clip) applied to every raw observation.
+    """
     if os.path.exists(path) and os.listdir(path):
         raise FileExistsError(f"{path} already exists; export writes only to a new directory")
     with tempfile.TemporaryDirectory() as asset_dir:
-        module = ExportedPolicy(actor, critic, spec, meta, asset_dir)
+        module = ExportedPolicy(actor, critic, spec, meta, asset_dir, normalization)
         signatures = {
             name: getattr(module, name).get_concrete_function()
             for name in ("action", "sample", "distribution", "value", "metadata")

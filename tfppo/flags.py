@@ -23,12 +23,17 @@ HELP = {
     "vector_mode": "sync: envs in this process; async: one subprocess per env.",
     "eval_episodes": "Deterministic evaluation episodes at the end (summary.json eval_return_mean).",
     "checkpoint_every": "Save a checkpoint every this many updates (and always at the end).",
+    "policy_backend": "Acting: numpy (a NumPy copy of the networks, synced after every update; fast) or tf (one compiled call per step).",
     "deterministic": "TF op determinism: the same seed gives the same metrics.",
     "num_steps": "Steps per env per rollout (the tutorial's BATCH with one env).",
     "gamma": "Discount factor.",
     "gae_lambda": "GAE lambda; 1.0 gives the tutorial's bootstrapped discounted returns.",
     "reward_shift": "Train on (r + reward_shift) * reward_scale; the tutorial's Pendulum scaling is shift 8, scale 0.125.",
     "reward_scale": "See --reward_shift. Episode returns are always reported from the raw reward.",
+    "norm_obs": "Normalise observations by a running mean and std (from training data; saved in checkpoints and the SavedModel).",
+    "norm_obs_clip": "Clip normalised observations to +- this.",
+    "norm_reward": "Divide rewards by the running std of the discounted return (per env, reset at episode ends).",
+    "norm_reward_clip": "Clip scaled rewards to +- this.",
     "norm_adv": "Advantage normalisation: none (the tutorial), batch, or minibatch.",
     "method": "clip: clipped surrogate; kl_pen: surrogate minus lambda * KL(old || new).",
     "clip_epsilon": "Clip range epsilon of the clipped surrogate.",
@@ -67,6 +72,7 @@ _CHOICES = {
     "norm_adv": config_lib.NORM_ADV_MODES,
     "kl_rule": config_lib.KL_RULES,
     "vector_mode": config_lib.VECTOR_MODES,
+    "policy_backend": config_lib.POLICY_BACKENDS,
 }
 
 

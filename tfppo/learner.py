@@ -10,13 +10,13 @@ Shapes: N batch (num_steps * num_envs), M minibatch, D observation dim, A action
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfppo import distributions, losses
 from tfppo.config import Config
 from tfppo.envs import EnvSpec
+from tfppo.optimizers import FusedAdam
 
 ACTOR_METRICS = (
     "policy_loss",
@@ -73,14 +73,9 @@ class Learner(tf.Module):
         self.actor_variables = list(actor.trainable_variables)
         actor_ids = {id(v) for v in self.actor_variables}
         self.critic_variables = [v for v in critic.trainable_variables if id(v) not in actor_ids]
-        self.actor_optimizer = keras.optimizers.Adam(config.actor_lr, epsilon=1e-5)
-        self.critic_optimizer = keras.optimizers.Adam(config.critic_lr, epsilon=1e-5)
-        # Built now so a checkpoint restores their slots instead of deferring them.
-        if self.shared:
-            self.actor_optimizer.build(self.actor_variables + self.critic_variables)
-        else:
-            self.actor_optimizer.build(self.actor_variables)
-        self.critic_optimizer.build(self.critic_variables)
+        actor_group = self.actor_variables + (self.critic_variables if self.shared else [])
+        self.actor_optimizer = FusedAdam(actor_group, config.actor_lr, name="actor_adam")
+        self.critic_optimizer = FusedAdam(self.critic_variables, config.critic_lr, name="critic_adam")
         self.kl_lambda = tf.Variable(
             config.kl_lambda_init, dtype=tf.float32, trainable=False, name="kl_lambda"
         )
@@ -147,6 +142,8 @@ class Learner(tf.Module):
 
     def _step(self, minibatch, clip_epsilon, train_actor: bool, train_critic: bool):
         """One gradient step of the actor, the critic or both; returns the metric vector."""
+        if self.shared:  # One loss over one set of variables: never half of it.
+            train_actor = train_critic = True
         zero = tf.constant(0.0)
         with tf.GradientTape() as tape:
             actor_loss, actor_metrics = (
@@ -162,15 +159,15 @@ class Learner(tf.Module):
         split = len(self.actor_variables) if (train_actor or self.shared) else 0
         if self.shared:
             gradients, norm = self._clip(gradients)
-            self.actor_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            self.actor_optimizer.apply_gradients(gradients, variables)
             actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
         else:
             if train_actor:
                 clipped, actor_metrics["actor_grad_norm"] = self._clip(gradients[:split])
-                self.actor_optimizer.apply_gradients(zip(clipped, variables[:split], strict=True))
+                self.actor_optimizer.apply_gradients(clipped, variables[:split])
             if train_critic:
                 clipped, critic_metrics["critic_grad_norm"] = self._clip(gradients[split:])
-                self.critic_optimizer.apply_gradients(zip(clipped, variables[split:], strict=True))
+                self.critic_optimizer.apply_gradients(clipped, variables[split:])
         metrics = {**actor_metrics, **critic_metrics}
         return tf.stack([metrics.get(name, zero) for name in METRIC_NAMES])
 

@@ -62,3 +62,6 @@ class Policy(tf.Module):
 
     def value(self, observation: np.ndarray) -> np.ndarray:
         return self.compiled_value(observation).numpy()
+
+    def sync(self) -> None:
+        """Nothing to do: the compiled functions read the Keras variables directly."""

@@ -128,19 +128,27 @@ class Collector:
         reward_shift: float,
         reward_scale: float,
         window: int = 100,
+        normalizers=None,
     ):
         self.env = vector_env
         self.spec = spec
         self.reward_shift, self.reward_scale = reward_shift, reward_scale
+        self.normalizers = normalizers
         self.num_envs = vector_env.num_envs
         observation, info = vector_env.reset(seed=[seed + i for i in range(self.num_envs)])
-        self.observation, self.mask = envs_lib.split_observation(observation, info, spec.has_mask)
+        observation, self.mask = envs_lib.split_observation(observation, info, spec.has_mask)
+        self.observation = self._normalize(observation, update=True)
         self.running_return = np.zeros(self.num_envs, np.float64)
         self.running_length = np.zeros(self.num_envs, np.int64)
         self.recent_returns = collections.deque(maxlen=window)
         self.recent_lengths = collections.deque(maxlen=window)
         self.episodes = 0
         self.env_steps = 0
+
+    def _normalize(self, observation: np.ndarray, update: bool) -> np.ndarray:
+        if self.normalizers is None:
+            return observation
+        return self.normalizers.observation(observation, update)
 
     def collect(self, rollout: Rollout, policy_step: PolicyStep, value_fn: ValueFn) -> None:
         for t in range(rollout.num_steps):
@@ -174,13 +182,17 @@ class Collector:
             env = int(np.flatnonzero(~np.isfinite(next_observation).reshape(self.num_envs, -1).all(1))[0])
             raise ConfigError(f"env {env} returned a non-finite observation at env step {self.env_steps}")
         done = np.logical_or(terminated, truncated)
-        rollout.reward[t] = (reward + self.reward_shift) * self.reward_scale
+        train_reward = (reward + self.reward_shift) * self.reward_scale
+        if self.normalizers is not None:
+            train_reward = self.normalizers.reward(train_reward, done)
+        rollout.reward[t] = train_reward
         rollout.terminated[t] = terminated
         rollout.truncated[t] = truncated
-        rollout.final_observation[t] = next_observation
         if done.any():
             final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, False)
-            rollout.final_observation[t][done] = final[done]
+            rollout.final_observation[t][done] = self._normalize(final[done], update=False)
+        next_observation = self._normalize(next_observation, update=True)
+        rollout.final_observation[t][~done] = next_observation[~done]
         self.running_return += reward
         self.running_length += 1
         for env in np.flatnonzero(done):

@@ -22,6 +22,8 @@ from tfppo import learner as learner_lib
 from tfppo import rollout as rollout_lib
 from tfppo.config import Config, ConfigError
 from tfppo.metrics import MetricsLogger
+from tfppo.normalization import Normalizers
+from tfppo.numpy_policy import NumpyPolicy
 from tfppo.policy import Policy
 
 RETURN_WINDOW = 100
@@ -66,14 +68,16 @@ class Trainer:
             self.env.single_observation_space, self.env.single_action_space, envs_lib.MASK_KEY in info
         )
         self.actor, self.critic = networks.build(self.spec, config)
-        self.policy = Policy(self.actor, self.critic, self.spec, config.seed)
+        self.tf_policy = Policy(self.actor, self.critic, self.spec, config.seed)
         self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config)
         self.state = TrainState()
+        self.normalizers = Normalizers(self.spec.observation_shape, config.num_envs, config)
         self.checkpoint = tf.train.Checkpoint(
+            normalizers=self.normalizers,
             actor=self.actor,
             critic=self.critic,
             learner=self.learner,
-            policy_rng=self.policy.rng,
+            policy_rng=self.tf_policy.rng,
             state=self.state,
         )
         self.manager = tf.train.CheckpointManager(
@@ -82,10 +86,20 @@ class Trainer:
         if config.resume:
             path = checkpoint or self.manager.latest_checkpoint
             self.checkpoint.restore(path).assert_existing_objects_matched()
+            self.normalizers.pull()
         # A resumed run meets new episodes, not a replay of the first ones.
         env_seed = config.seed + 100_003 * int(self.state.updates.numpy())
+        self.policy = self.tf_policy
+        if config.policy_backend == "numpy":
+            self.policy = NumpyPolicy(self.actor, self.critic, self.spec, env_seed + 17)
         self.collector = rollout_lib.Collector(
-            self.env, self.spec, env_seed, config.reward_shift, config.reward_scale, RETURN_WINDOW
+            self.env,
+            self.spec,
+            env_seed,
+            config.reward_shift,
+            config.reward_scale,
+            RETURN_WINDOW,
+            normalizers=self.normalizers,
         )
         self.collector.env_steps = int(self.state.global_step.numpy())
         self.collector.episodes = int(self.state.episodes.numpy())
@@ -123,6 +137,7 @@ class Trainer:
             self.state.best_return_mean.assign(mean)
 
     def save(self) -> str:
+        self.normalizers.push()
         return self.manager.save(checkpoint_number=int(self.state.updates.numpy()))
 
     def _update_once(self) -> dict[str, float]:
@@ -132,6 +147,7 @@ class Trainer:
         collected = time.perf_counter()
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
+        self.policy.sync()
         self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -199,7 +215,8 @@ class Trainer:
         }
         space = self.env.single_observation_space, self.env.single_action_space
         meta = export_lib.metadata(self.config, self.spec, *space, figures)
-        return export_lib.export(self.actor, self.critic, self.spec, meta, path)
+        constants = self.normalizers.observation_constants()
+        return export_lib.export(self.actor, self.critic, self.spec, meta, path, constants)
 
     def _export_final(self, eval_returns: list) -> str:
         """LOGDIR/saved_model; a resumed run replaces its earlier export only once the new one is written."""
@@ -212,9 +229,10 @@ class Trainer:
         return final
 
     def evaluate(self, episodes: int) -> list:
-        return evaluation.run_episodes(
-            self.config.env, self.policy.mode, episodes, self.config.seed + 10_000, self.spec
-        )
+        def act(observation, mask):
+            return self.policy.mode(self.normalizers.observation(observation, update=False), mask)
+
+        return evaluation.run_episodes(self.config.env, act, episodes, self.config.seed + 10_000, self.spec)
 
     def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> dict[str, float]:
         returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []

@@ -1,0 +1,100 @@
+"""Acting in NumPy: the actor's and critic's forward pass on a copy of their weights.
+
+A TensorFlow call costs ~0.6 ms on the machines tfppo is tuned for, far more than the forward
+pass of a small MLP in NumPy (~0.02 ms), so by default the env loop acts with this mirror and
+TensorFlow is called once per update. The Keras models stay the only source of truth: `sync()`
+copies their weights after every update, and tests check that both paths give the same
+distribution parameters and values. `--policy_backend=tf` acts with the compiled Policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfppo.envs import EnvSpec
+
+_ACTIVATIONS = {
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "linear": lambda x: x,
+}
+
+
+def _dense(layer):
+    name = getattr(layer.activation, "__name__", "linear")
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"no NumPy mirror for activation {name!r}; use --policy_backend=tf")
+    return layer.kernel.numpy(), layer.bias.numpy(), _ACTIVATIONS[name]
+
+
+def _forward(layers, x):
+    for kernel, bias, activation in layers:
+        x = activation(x @ kernel + bias)
+    return x
+
+
+class NumpyPolicy:
+    """Same interface as tfppo.policy.Policy: step, mode and value on NumPy arrays."""
+
+    def __init__(self, actor, critic, spec: EnvSpec, seed: int):
+        self.actor, self.critic, self.spec = actor, critic, spec
+        self.kind = spec.action.kind
+        self.rng = np.random.default_rng(seed)
+        self.sync()
+
+    def sync(self) -> None:
+        """Copies the current weights of the Keras models."""
+        head = self.actor.head
+        self.actor_torso = [_dense(layer) for layer in self.actor.torso.layers]
+        self.critic_torso = [_dense(layer) for layer in self.critic.torso.layers]
+        self.value_head = [_dense(self.critic.value)]
+        if self.kind == "discrete":
+            self.logits_head = [_dense(head.logits)]
+            return
+        self.loc_head = [_dense(head.loc)]
+        self.sigma_mode = head.sigma_mode
+        if self.sigma_mode == "fixed":
+            self.fixed_scale = np.float32(head.sigma_init)
+        elif self.sigma_mode == "state_independent":
+            self.fixed_scale = (np.exp(head.log_std.numpy()) + head.sigma_min).astype(np.float32)
+        else:
+            self.scale_head = [_dense(head.scale_head)]
+            self.sigma_min = np.float32(head.sigma_min)
+        self.center, self.half_range = head.center, head.half_range
+
+    def params(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        """{"logits"} or {"loc", "scale"}, each [B, A], as Actor.params computes them."""
+        features = _forward(self.actor_torso, observation)
+        if self.kind == "discrete":
+            return {"logits": _forward(self.logits_head, features)}
+        loc = _forward(self.loc_head, features)
+        if self.center is not None:
+            loc = self.center + self.half_range * np.tanh(loc)
+        if self.sigma_mode == "state_dependent":
+            scale = np.logaddexp(0.0, _forward(self.scale_head, features)) + self.sigma_min
+        else:
+            scale = np.broadcast_to(self.fixed_scale, loc.shape)
+        return {"loc": loc.astype(np.float32), "scale": scale.astype(np.float32)}
+
+    def value(self, observation: np.ndarray) -> np.ndarray:
+        return _forward(self.value_head, _forward(self.critic_torso, observation))[:, 0]
+
+    def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Samples actions for [B, D] observations; returns action, value and the parameters."""
+        params = self.params(observation)
+        if self.kind == "discrete":
+            logits = params["logits"] if mask is None else np.where(mask, params["logits"], -np.inf)
+            gumbel = -np.log(-np.log(self.rng.uniform(1e-12, 1.0, logits.shape)))
+            action = np.argmax(logits + gumbel, axis=-1).astype(np.int32)
+        else:
+            noise = self.rng.standard_normal(params["loc"].shape)
+            action = (params["loc"] + params["scale"] * noise).astype(np.float32)
+        return {"action": action, "value": self.value(observation), **params}
+
+    def mode(self, observation: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        params = self.params(observation)
+        if self.kind == "discrete":
+            logits = params["logits"] if mask is None else np.where(mask, params["logits"], -np.inf)
+            return np.argmax(logits, axis=-1).astype(np.int32)
+        return params["loc"]
