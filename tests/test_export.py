@@ -7,10 +7,12 @@ import subprocess
 import sys
 import tempfile
 
+import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from tfppo import distributions, envs
 from tfppo import export as export_lib
 from tfppo import networks
 from tfppo.config import Config
@@ -23,6 +25,15 @@ BOX = EnvSpec(
     False,
 )
 MASKED = EnvSpec((4,), ActionSpec("discrete", num_actions=5), True)
+MULTI = EnvSpec((4,), envs.action_spec(gym.spaces.MultiDiscrete((3, 5, 2))), True)
+HYBRID = EnvSpec(
+    (5,),
+    envs.action_spec(
+        gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, (2,), np.float32))),
+        np.array([[True, False], [False, True], [False, False]]),
+    ),
+    False,
+)
 
 # Runs in a fresh interpreter where tfppo, tfp and gymnasium cannot be imported.
 TF_ONLY_SCRIPT = r"""
@@ -45,9 +56,14 @@ for size in (1, 7):
     args = [inputs["observation"][:size]]
     if "mask" in inputs:
         args.append(inputs["mask"][:size])
-    out[f"action_{size}"] = model.action(*args)["action"].numpy()
+    for key, value in model.action(*args).items():
+        out[f"{key}_{size}"] = value.numpy()
     out[f"value_{size}"] = model.value(args[0])["value"].numpy()
-out["signature_action"] = model.signatures["action"](**{"observation": tf.constant(inputs["observation"]), **({"mask": tf.constant(inputs["mask"])} if "mask" in inputs else {})})["action"].numpy()
+named = {"observation": tf.constant(inputs["observation"])}
+if "mask" in inputs:
+    named["mask"] = tf.constant(inputs["mask"])
+for key, value in model.signatures["action"](**named).items():
+    out[f"signature_{key}"] = value.numpy()
 np.savez(sys.argv[3], **out)
 print(json.loads(model.metadata()["json"].numpy())["env"])
 """
@@ -69,8 +85,12 @@ def inputs_for(spec, rng):
     observation = rng.normal(size=(7,) + spec.observation_shape).astype(np.float32) * 3
     inputs = {"observation": observation}
     if spec.has_mask:
-        mask = rng.random((7, spec.action.num_actions)) < 0.5
-        mask[np.arange(7), rng.integers(0, spec.action.num_actions, 7)] = True
+        width = spec.action.mask_width
+        mask = rng.random((7, width)) < 0.5
+        starts = np.cumsum((0,) + spec.action.nvec)[:-1] if spec.action.nvec else [0]
+        sizes = spec.action.nvec or (width,)
+        for start, size in zip(starts, sizes, strict=True):
+            mask[np.arange(7), start + rng.integers(0, size, 7)] = True
         inputs["mask"] = mask
     return inputs
 
@@ -84,7 +104,10 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         return path, actor, critic, policy
 
     @parameterized.named_parameters(
-        ("box", BOX, {"sigma": "state_dependent"}), ("discrete_masked", MASKED, {})
+        ("box", BOX, {"sigma": "state_dependent"}),
+        ("discrete_masked", MASKED, {}),
+        ("multi_discrete_masked", MULTI, {}),
+        ("hybrid", HYBRID, {}),
     )
     def test_tf_only_process_acts_like_the_live_policy(self, spec, overrides):
         path, actor, critic, policy = self.export(spec, **overrides)
@@ -115,16 +138,20 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(result.stdout.strip().splitlines()[-1], "Test-v0")
         out = np.load(os.path.join(directory, "out.npz"))
         mask = inputs.get("mask")
-        expected = policy.mode(inputs["observation"], mask)
+        live = distributions.mode(spec.action, actor(inputs["observation"], action_mask=mask)).numpy()
+        expected = export_lib.named_action(spec.action, tf.constant(live), clip=True)
+        expected = {key: value.numpy() for key, value in expected.items()}
         if spec.action.kind == "box":
-            expected = np.clip(expected, spec.action.low, spec.action.high)
-            self.assertTrue(np.any(np.abs(policy.mode(inputs["observation"])) > spec.action.high))
-        else:
-            self.assertTrue(np.all(np.take_along_axis(mask, expected[:, None], 1)))
+            self.assertTrue(np.any(np.abs(live) > spec.action.high))  # clipping mattered
+            self.assertAllClose(policy.mode(inputs["observation"]), live, atol=1e-5)
+        if spec.action.kind == "discrete":
+            self.assertTrue(np.all(np.take_along_axis(mask, expected["action"][:, None], 1)))
         for size in (1, 7):
-            self.assertAllClose(out[f"action_{size}"], expected[:size])
-            self.assertAllClose(out[f"value_{size}"], critic(inputs["observation"][:size]))
-        self.assertAllClose(out["signature_action"], expected)
+            for key, value in expected.items():
+                self.assertAllClose(out[f"{key}_{size}"], value[:size], atol=1e-5)
+            self.assertAllClose(out[f"value_{size}"], critic(inputs["observation"][:size]), atol=1e-5)
+        for key, value in expected.items():
+            self.assertAllClose(out[f"signature_{key}"], value, atol=1e-5)
 
     def test_masked_model_requires_the_mask(self):
         path, *_ = self.export(MASKED)

@@ -47,7 +47,7 @@ def random_batch(spec, config, policy, seed):
         "advantage": rng.normal(size=n).astype(np.float32),
         "return": rng.normal(size=n).astype(np.float32),
     }
-    batch.update({f"behavior_{k}": out[k] for k in learner_lib.param_dims(spec)})
+    batch.update({f"behavior_{k}": out[k] for k in spec.action.param_dims()})
     return batch
 
 

@@ -121,7 +121,7 @@ def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0):
 class CollectorTest(absltest.TestCase):
     def test_raw_actions_are_stored_while_the_env_gets_clipped_ones(self):
         collector, spec = make_collector()
-        buffer = rollout.Rollout(4, 1, spec, {"loc": 2, "scale": 2})
+        buffer = rollout.Rollout(4, 1, spec)
         raw = [np.array([[5.0, -0.5]], np.float32), np.array([[-3.0, 0.25]], np.float32)] * 2
 
         def policy_step(observation, mask):
@@ -142,7 +142,7 @@ class CollectorTest(absltest.TestCase):
     def test_truncation_uses_the_final_observation_and_raw_episode_returns(self):
         # Time limit 3 inside a rollout of 5 steps; V(s) = sum of the observation.
         collector, spec = make_collector(shift=1.0, scale=2.0)
-        buffer = rollout.Rollout(5, 1, spec, {"loc": 2, "scale": 2})
+        buffer = rollout.Rollout(5, 1, spec)
 
         def policy_step(observation, mask):
             return {
@@ -165,7 +165,7 @@ class CollectorTest(absltest.TestCase):
 
     def test_nan_reward_is_a_clear_error(self):
         collector, spec = make_collector("NanReward-v0")
-        buffer = rollout.Rollout(8, 1, spec, {"logits": 2})
+        buffer = rollout.Rollout(8, 1, spec)
 
         def policy_step(observation, mask):
             return {
@@ -181,7 +181,7 @@ class CollectorTest(absltest.TestCase):
     def test_mask_from_info_is_stored_and_checked(self):
         collector, spec = make_collector("MaskedChain-v0", num_envs=2)
         self.assertTrue(spec.has_mask)
-        buffer = rollout.Rollout(3, 2, spec, {"logits": 4})
+        buffer = rollout.Rollout(3, 2, spec)
 
         def policy_step(observation, mask):
             return {
@@ -194,9 +194,9 @@ class CollectorTest(absltest.TestCase):
         collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
         np.testing.assert_array_equal(buffer.mask[1, 0], [False, True, True, False])
         with self.assertRaisesRegex(ValueError, "allows no action in env 1"):
-            envs_lib.check_mask(np.array([[True, False, False, False], [False] * 4]), 4, 7)
+            envs_lib.check_mask(np.array([[True, False, False, False], [False] * 4]), spec.action, 7)
         with self.assertRaisesRegex(ValueError, r"shape \(2, 3\)"):
-            envs_lib.check_mask(np.ones((2, 3), bool), 4, 7)
+            envs_lib.check_mask(np.ones((2, 3), bool), spec.action, 7)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class Config:
     vector_mode: str = "sync"
     eval_episodes: int = 10
     checkpoint_every: int = 50  # updates between checkpoints; the last update always saves.
+    use_mask: bool = True  # apply the env's invalid-action mask (False: to see what it buys).
     policy_backend: str = "numpy"  # acting: a NumPy mirror of the networks, or compiled TF.
     deterministic: bool = True  # TF op determinism: same seed, same numbers.
 

@@ -14,24 +14,61 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from tfppo import example_envs  # noqa: F401  (registers the tfppo/... example envs)
 from tfppo.config import Config, ConfigError
 
 MASK_KEY = "action_mask"
+PARAMETER_MASK_KEY = "parameter_mask"
 
 
 @dataclasses.dataclass(frozen=True)
 class ActionSpec:
-    """What the actor must produce. kind: "discrete" (num_actions) or "box" (shape, low, high)."""
+    """What the actor must produce, by kind:
+
+    - "discrete": Discrete(num_actions); action [] int32; mask [num_actions].
+    - "box": a 1-D Box (shape, low, high); action [A] float32.
+    - "multi_discrete": MultiDiscrete(nvec); action [len(nvec)] int32; mask [sum(nvec)], the
+      per-dimension masks side by side.
+    - "hybrid": Tuple((Discrete(K), Box(P))) or Dict({"action_type", "parameters"}), a
+      parameterised action (H-PPO). Stored as [1 + P] float32: the action type, then the P
+      parameters. parameter_mask [K, P] says which parameters each type uses; mask [K].
+    """
 
     kind: str
     num_actions: int = 0
     shape: tuple[int, ...] = ()
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    nvec: tuple[int, ...] = ()
+    parameter_mask: np.ndarray | None = None
+    dict_keys: tuple[str, str] | None = None  # hybrid as a Dict space: (type key, parameters key)
 
     @property
     def dim(self) -> int:
-        return int(np.prod(self.shape)) if self.kind == "box" else 1
+        """A: the Gaussian's width (box and hybrid parameters)."""
+        return int(np.prod(self.shape)) if self.kind in ("box", "hybrid") else 1
+
+    @property
+    def mask_width(self) -> int:
+        return sum(self.nvec) if self.kind == "multi_discrete" else self.num_actions
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        return {"discrete": (), "box": (self.dim,), "multi_discrete": (len(self.nvec),)}.get(
+            self.kind, (1 + self.dim,)
+        )
+
+    @property
+    def action_dtype(self) -> np.dtype:
+        return np.dtype(np.int32) if self.kind in ("discrete", "multi_discrete") else np.dtype(np.float32)
+
+    def param_dims(self) -> dict[str, int]:
+        """The distribution's parameters (as the actor returns and the rollout stores them)."""
+        if self.kind == "box":
+            return {"loc": self.dim, "scale": self.dim}
+        if self.kind == "hybrid":
+            return {"logits": self.num_actions, "loc": self.dim, "scale": self.dim}
+        return {"logits": self.mask_width}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +80,32 @@ class EnvSpec:
     has_mask: bool
 
 
-def action_spec(space: gym.Space) -> ActionSpec:
+def _hybrid_spec(type_space, parameter_space, parameter_mask, dict_keys=None) -> ActionSpec:
+    if not isinstance(type_space, gym.spaces.Discrete) or not (
+        isinstance(parameter_space, gym.spaces.Box) and len(parameter_space.shape) == 1
+    ):
+        raise ConfigError(
+            f"hybrid action space ({type_space}, {parameter_space}); expected (Discrete(K), 1-D Box)"
+        )
+    k, p = int(type_space.n), int(parameter_space.shape[0])
+    mask = np.ones((k, p), bool) if parameter_mask is None else np.asarray(parameter_mask, bool)
+    if mask.shape != (k, p):
+        raise ConfigError(
+            f"parameter mask of shape {mask.shape}; expected [{k} action types, {p} parameters]"
+        )
+    return ActionSpec(
+        kind="hybrid",
+        num_actions=k,
+        shape=(p,),
+        low=parameter_space.low.astype(np.float32),
+        high=parameter_space.high.astype(np.float32),
+        parameter_mask=mask,
+        dict_keys=dict_keys,
+    )
+
+
+def action_spec(space: gym.Space, parameter_mask=None) -> ActionSpec:
+    """The ActionSpec of a gymnasium action space; parameter_mask only for hybrid spaces."""
     if isinstance(space, gym.spaces.Discrete):
         if space.start != 0:
             raise ConfigError(f"Discrete action space with start={space.start}; expected start=0")
@@ -51,7 +113,23 @@ def action_spec(space: gym.Space) -> ActionSpec:
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         low, high = space.low.astype(np.float32), space.high.astype(np.float32)
         return ActionSpec(kind="box", shape=tuple(space.shape), low=low, high=high)
-    raise ConfigError(f"unsupported action space {space}; expected Discrete(n) or a 1-D Box")
+    if isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1:
+        if np.any(space.start != 0):
+            raise ConfigError(f"MultiDiscrete action space with start={space.start}; expected start=0")
+        return ActionSpec(kind="multi_discrete", nvec=tuple(int(n) for n in space.nvec))
+    if isinstance(space, gym.spaces.Tuple) and len(space.spaces) == 2:
+        return _hybrid_spec(*space.spaces, parameter_mask)
+    if isinstance(space, gym.spaces.Dict) and len(space.spaces) == 2:
+        type_key = next((k for k, v in space.spaces.items() if isinstance(v, gym.spaces.Discrete)), None)
+        if type_key is not None:
+            (parameters_key,) = [k for k in space.spaces if k != type_key]
+            return _hybrid_spec(
+                space[type_key], space[parameters_key], parameter_mask, (type_key, parameters_key)
+            )
+    raise ConfigError(
+        f"unsupported action space {space}; expected Discrete, a 1-D Box, MultiDiscrete, or a hybrid "
+        "Tuple((Discrete, Box)) / Dict with one Discrete and one Box"
+    )
 
 
 def observation_space_of(space: gym.Space) -> tuple[gym.Space, bool]:
@@ -67,13 +145,15 @@ def observation_space_of(space: gym.Space) -> tuple[gym.Space, bool]:
     return space, False
 
 
-def env_spec(observation_space: gym.Space, action_space: gym.Space, info_mask: bool) -> EnvSpec:
+def env_spec(
+    observation_space: gym.Space, action_space: gym.Space, info_mask: bool, parameter_mask=None
+) -> EnvSpec:
     inner, obs_mask = observation_space_of(observation_space)
     if not isinstance(inner, gym.spaces.Box):
         raise ConfigError(f"unsupported observation space {inner}; expected a Box")
-    action = action_spec(action_space)
+    action = action_spec(action_space, parameter_mask)
     has_mask = obs_mask or info_mask
-    if has_mask and action.kind != "discrete":
+    if has_mask and action.kind == "box":
         raise ConfigError(f"the env provides an action mask but the action space is {action_space}")
     return EnvSpec(observation_shape=tuple(inner.shape), action=action, has_mask=has_mask)
 
@@ -88,19 +168,38 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"--env={env_id!r} needs a package that is not installed: {error}") from None
 
 
-def probe_spec(env_id: str) -> EnvSpec:
-    """Makes one env to read its spec; raises ConfigError for an unknown id or unsupported spaces."""
+def parameter_mask_of(env, info: dict):
+    """A hybrid env's [K, P] type-to-parameter mask: info["parameter_mask"] or PARAMETER_MASK."""
+    mask = info.get(PARAMETER_MASK_KEY)
+    if mask is None:
+        mask = getattr(getattr(env, "unwrapped", env), "PARAMETER_MASK", None)
+    if mask is not None and np.asarray(mask).ndim == 3:  # batched by a vector env
+        mask = np.asarray(mask)[0]
+    return mask
+
+
+def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
+    """Makes one env to read its spec; raises ConfigError for an unknown id or unsupported spaces.
+
+    use_mask=False ignores the env's action mask (training then never sees it; invalid actions
+    reach the env, which must handle them).
+    """
     env = make_env(env_id)
     try:
         _, info = env.reset(seed=0)
-        return env_spec(env.observation_space, env.action_space, MASK_KEY in info)
+        spec = env_spec(env.observation_space, env.action_space, MASK_KEY in info, parameter_mask_of(env, info))
+        if not use_mask and spec.has_mask:
+            if isinstance(env.observation_space, gym.spaces.Dict):
+                raise ConfigError("--use_mask=false with a Dict observation that carries the mask is not supported")
+            spec = dataclasses.replace(spec, has_mask=False)
+        return spec
     finally:
         env.close()
 
 
 def make_vector_env(config: Config) -> gym.vector.VectorEnv:
     """num_envs copies of config.env, auto-resetting in the same step (final obs in info)."""
-    probe_spec(config.env)  # Fails fast, in this process, on a bad id or unsupported spaces.
+    probe_spec(config.env, config.use_mask)  # Fails fast, in this process, on a bad id or unsupported spaces.
     thunks = [lambda: make_env(config.env) for _ in range(config.num_envs)]
     kwargs = dict(autoreset_mode=AutoresetMode.SAME_STEP)
     if config.vector_mode == "async":
@@ -108,8 +207,34 @@ def make_vector_env(config: Config) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv(thunks, **kwargs)
 
 
+def _as_mask(mask) -> np.ndarray:
+    """[B, W] bool from a vector env's mask; per-dimension tuples (MultiDiscrete) side by side."""
+    mask = np.asarray(mask)
+    if mask.dtype == object:
+        mask = np.stack([np.concatenate([np.asarray(m, bool).ravel() for m in row]) for row in mask])
+    return mask.astype(bool)
+
+
+def batch_one(observation, info: dict):
+    """A single env's (observation, info) as a vector env of one would return them."""
+    if isinstance(observation, dict):
+        observation = {
+            k: _batch_one_mask(v) if k == MASK_KEY else np.asarray(v)[None] for k, v in observation.items()
+        }
+    else:
+        observation = np.asarray(observation)[None]
+    batched_info = {MASK_KEY: _batch_one_mask(info[MASK_KEY])} if MASK_KEY in info else {}
+    return observation, batched_info
+
+
+def _batch_one_mask(mask) -> np.ndarray:
+    if isinstance(mask, (tuple, list)):  # per-dimension masks of a MultiDiscrete space
+        mask = np.concatenate([np.asarray(m, bool).ravel() for m in mask])
+    return np.asarray(mask, bool)[None]
+
+
 def split_observation(observation: Any, info: dict, has_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Returns (float32 observation [B, D], bool mask [B, A] or None) from a vector-env output."""
+    """Returns (float32 observation [B, D], bool mask [B, W] or None) from a vector-env output."""
     mask = None
     if isinstance(observation, dict):
         mask = observation[MASK_KEY]
@@ -119,25 +244,46 @@ def split_observation(observation: Any, info: dict, has_mask: bool) -> tuple[np.
         mask = info.get(MASK_KEY)
     observation = np.asarray(observation, dtype=np.float32)
     if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
+        mask = _as_mask(mask)
     return observation, mask
 
 
-def check_mask(mask: np.ndarray | None, num_actions: int, step: int) -> None:
+def check_mask(mask: np.ndarray | None, spec: ActionSpec, step: int) -> None:
     """Rejects a mask of the wrong shape or one that allows no action, naming step and env."""
     if mask is None:
         return
-    if mask.ndim != 2 or mask.shape[1] != num_actions:
+    width = spec.mask_width
+    if mask.ndim != 2 or mask.shape[1] != width:
         raise ConfigError(
-            f"action mask at env step {step} has shape {mask.shape}; expected [num_envs, {num_actions}]"
+            f"action mask at env step {step} has shape {mask.shape}; expected [num_envs, {width}]"
         )
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if empty.size:
-        raise ConfigError(f"action mask at env step {step} allows no action in env {int(empty[0])}")
+    groups = np.split(mask, np.cumsum(spec.nvec)[:-1], axis=1) if spec.kind == "multi_discrete" else [mask]
+    for dimension, group in enumerate(groups):
+        empty = np.flatnonzero(~group.any(axis=1))
+        if empty.size:
+            where = f" in action dimension {dimension}" if len(groups) > 1 else ""
+            raise ConfigError(
+                f"action mask at env step {step} allows no action{where} in env {int(empty[0])}"
+            )
 
 
-def env_action(spec: ActionSpec, action: np.ndarray) -> np.ndarray:
-    """The action sent to the env: Box actions clipped to their bounds; discrete as int."""
+def env_action(spec: ActionSpec, action: np.ndarray):
+    """The batched action sent to a vector env; Box actions and parameters clipped to bounds."""
     if spec.kind == "box":
         return np.clip(action, spec.low, spec.high)
+    if spec.kind == "hybrid":
+        action_type = action[:, 0].astype(np.int64)
+        parameters = np.clip(action[:, 1:], spec.low, spec.high)
+        if spec.dict_keys:
+            return {spec.dict_keys[0]: action_type, spec.dict_keys[1]: parameters}
+        return action_type, parameters
     return action.astype(np.int64)
+
+
+def unbatch_action(spec: ActionSpec, batched, index: int = 0):
+    """Env `index`'s action out of env_action's batched one (for a single, non-vector env)."""
+    if spec.kind == "hybrid":
+        if spec.dict_keys:
+            return {key: value[index] for key, value in batched.items()}
+        return tuple(part[index] for part in batched)
+    return batched[index]

@@ -27,10 +27,10 @@ def _make(env_id: str, video_dir: str):
 def run_episodes(
     env_id: str, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec, video_dir: str = ""
 ) -> list[float]:
-    """Plays `episodes` episodes with `act(observation [1, D], mask [1, A] or None) -> [1, ...]`.
+    """Plays `episodes` episodes with `act(observation [1, D], mask [1, W] or None) -> [1, ...]`.
 
     Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
-    Box actions are clipped to the bounds before the env sees them.
+    Box actions (and hybrid parameters) are clipped to the bounds before the env sees them.
     """
     env = _make(env_id, video_dir)
     returns = []
@@ -39,18 +39,9 @@ def run_episodes(
             observation, info = env.reset(seed=seed + episode)
             total, done = 0.0, False
             while not done:
-                batched_info = (
-                    {envs_lib.MASK_KEY: np.asarray(info[envs_lib.MASK_KEY])[None]}
-                    if envs_lib.MASK_KEY in info
-                    else {}
-                )
-                batched = (
-                    {k: np.asarray(v)[None] for k, v in observation.items()}
-                    if isinstance(observation, dict)
-                    else np.asarray(observation)[None]
-                )
-                obs, mask = envs_lib.split_observation(batched, batched_info, spec.has_mask)
-                action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))[0]
+                obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec.has_mask)
+                batched_action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))
+                action = envs_lib.unbatch_action(spec.action, batched_action)
                 observation, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 done = terminated or truncated

@@ -6,11 +6,14 @@ whose inputs and outputs are plain tensors (B free):
 
   action(observation[, mask])         -> {"action"}: the deterministic action, clipped to bounds
   sample(observation[, mask], seed)   -> {"action", "log_prob"}: a stochastic (raw) action
-  distribution(observation[, mask])   -> {"logits"} or {"loc", "scale"}
+  distribution(observation[, mask])   -> {"logits"} and/or {"loc", "scale"} (masked logits)
   value(observation)                  -> {"value"}
   metadata()                          -> {"json"}: versions, env, spaces, flags, training figures
 
-A model trained with action masks requires `mask` ([B, A] bool). Load and call it with
+Actions: Discrete [B] int32, Box [B, A], MultiDiscrete [B, len(nvec)] int32; hybrid actions come
+as {"action_type" [B] int32, "parameters" [B, P]} instead of "action". Observations are raw:
+normalisation statistics are inside. A model trained with action masks requires `mask`
+([B, W] bool; MultiDiscrete: the per-dimension masks side by side). Load and call it with
 `tf.saved_model.load(path).action(observation)`; see the README.
 
 Command line: `python -m tfppo.export --logdir=RUN [--out=DIR]` exports a run's latest
@@ -54,6 +57,21 @@ def metadata(config, spec: EnvSpec, observation_space, action_space, extra: dict
     }
 
 
+def named_action(spec, action, clip: bool) -> dict[str, tf.Tensor]:
+    """The action as named tensors: {"action"}, or {"action_type", "parameters"} for hybrid.
+
+    clip: Box actions and hybrid parameters clipped to their bounds (what the env receives).
+    """
+    if spec.kind == "hybrid":
+        parameters = action[:, 1:]
+        if clip:
+            parameters = tf.clip_by_value(parameters, spec.low, spec.high)
+        return {"action_type": tf.cast(action[:, 0], tf.int32), "parameters": parameters}
+    if spec.kind == "box" and clip:
+        action = tf.clip_by_value(action, spec.low, spec.high)
+    return {"action": action}
+
+
 class ExportedPolicy(tf.Module):
     def __init__(self, actor, critic, spec: EnvSpec, meta: dict, asset_dir: str, normalization=None):
         super().__init__(name="tfppo_policy")
@@ -65,13 +83,11 @@ class ExportedPolicy(tf.Module):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
         self.metadata_asset = tf.saved_model.Asset(path)
-        kind, action = spec.action.kind, spec.action
+        action = spec.action
         observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, name="observation")
         inputs = [observation]
         if spec.has_mask:
-            inputs.append(tf.TensorSpec((None, action.num_actions), tf.bool, name="mask"))
-        low = None if kind == "discrete" else tf.constant(action.low)
-        high = None if kind == "discrete" else tf.constant(action.high)
+            inputs.append(tf.TensorSpec((None, action.mask_width), tf.bool, name="mask"))
 
         def normalize(observation):
             if normalization is None:
@@ -80,25 +96,22 @@ class ExportedPolicy(tf.Module):
             return tf.clip_by_value((observation - mean) * scale, -clip, clip)
 
         def dist(observation, mask=None):
-            return distributions.from_params(kind, actor.params(normalize(observation)), mask)
+            return distributions.from_params(action, actor.params(normalize(observation)), mask)
 
         def action_fn(observation, mask=None):
-            mode = distributions.mode(kind, dist(observation, mask))
-            if kind == "box":
-                mode = tf.clip_by_value(mode, low, high)
-            return {"action": mode}
+            return named_action(action, distributions.mode(action, dist(observation, mask)), clip=True)
 
         def sample_fn(observation, mask=None, seed=None):
             distribution = dist(observation, mask)
             stateless_seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
             sampled = distribution.sample(seed=stateless_seed)
-            return {"action": sampled, "log_prob": distribution.log_prob(sampled)}
+            return {**named_action(action, sampled, clip=False), "log_prob": distribution.log_prob(sampled)}
 
         def distribution_fn(observation, mask=None):
-            params = actor.params(normalize(observation))
-            if kind == "discrete":
-                return {"logits": distributions.masked_logits(params["logits"], mask)}
-            return {"loc": params["loc"], "scale": params["scale"]}
+            params = dict(actor.params(normalize(observation)))
+            if "logits" in params:
+                params["logits"] = distributions.masked_logits(params["logits"], mask)
+            return params
 
         seed_spec = tf.TensorSpec((), tf.int64, name="seed")
         if spec.has_mask:

@@ -23,6 +23,7 @@ HELP = {
     "vector_mode": "sync: envs in this process; async: one subprocess per env.",
     "eval_episodes": "Deterministic evaluation episodes at the end (summary.json eval_return_mean).",
     "checkpoint_every": "Save a checkpoint every this many updates (and always at the end).",
+    "use_mask": "Apply the env's invalid-action mask (info['action_mask'] or a Dict observation key) when sampling and training; false ignores it.",
     "policy_backend": "Acting: numpy (a NumPy copy of the networks, synced after every update; fast) or tf (one compiled call per step).",
     "deterministic": "TF op determinism: the same seed gives the same metrics.",
     "num_steps": "Steps per env per rollout (the tutorial's BATCH with one env).",

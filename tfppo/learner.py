@@ -31,29 +31,20 @@ CRITIC_METRICS = ("value_loss", "critic_grad_norm")
 METRIC_NAMES = ACTOR_METRICS + CRITIC_METRICS
 
 
-def param_dims(spec: EnvSpec) -> dict[str, int]:
-    """The behaviour distribution's parameters the rollout stores, with their widths."""
-    if spec.action.kind == "discrete":
-        return {"logits": spec.action.num_actions}
-    return {"loc": spec.action.dim, "scale": spec.action.dim}
-
-
 def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
-    n = config.batch_size
+    """The flat batch the update takes: N = num_steps * num_envs rows of every rollout array."""
+    n, action = config.batch_size, spec.action
     signature = {
         "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.float32),
+        "action": tf.TensorSpec((n,) + action.action_shape, tf.as_dtype(action.action_dtype)),
         "behavior_value": tf.TensorSpec((n,), tf.float32),
         "advantage": tf.TensorSpec((n,), tf.float32),
         "return": tf.TensorSpec((n,), tf.float32),
     }
-    if spec.action.kind == "discrete":
-        signature["action"] = tf.TensorSpec((n,), tf.int32)
-    else:
-        signature["action"] = tf.TensorSpec((n, spec.action.dim), tf.float32)
-    for key, dim in param_dims(spec).items():
+    for key, dim in action.param_dims().items():
         signature[f"behavior_{key}"] = tf.TensorSpec((n, dim), tf.float32)
     if spec.has_mask:
-        signature["mask"] = tf.TensorSpec((n, spec.action.num_actions), tf.bool)
+        signature["mask"] = tf.TensorSpec((n, action.mask_width), tf.bool)
     return signature
 
 
@@ -80,7 +71,7 @@ class Learner(tf.Module):
             config.kl_lambda_init, dtype=tf.float32, trainable=False, name="kl_lambda"
         )
         self.rng = tf.random.Generator.from_seed(config.seed + 7919)
-        self.param_keys = tuple(param_dims(spec))
+        self.param_keys = tuple(spec.action.param_dims())
         self.compiled_update = tf.function(
             self._update,
             input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
@@ -95,14 +86,17 @@ class Learner(tf.Module):
 
     def _behavior(self, batch, mask):
         params = {key: batch[f"behavior_{key}"] for key in self.param_keys}
-        return distributions.from_params(self.kind, params, mask)
+        return distributions.from_params(self.spec.action, params, mask)
 
     def _permutation(self):
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
         return tf.argsort(tf.random.stateless_uniform([self.config.batch_size], seed))
 
     def _minibatch(self, batch, indices):
-        minibatch = {key: tf.gather(value, indices) for key, value in batch.items()}
+        if indices is None:
+            minibatch = dict(batch)
+        else:
+            minibatch = {key: tf.gather(value, indices) for key, value in batch.items()}
         if self.config.norm_adv == "minibatch":
             minibatch["advantage"] = losses.normalize_advantages(minibatch["advantage"])
         return minibatch
@@ -204,9 +198,13 @@ class Learner(tf.Module):
                 train_critic = train_actor
             if not (train_actor or train_critic):
                 break
-            permutation = self._permutation()
+            # One minibatch is the whole batch: its order does not matter, so no shuffle.
+            permutation = self._permutation() if num_minibatches > 1 else None
             for i in tf.range(num_minibatches):
-                minibatch = self._minibatch(batch, permutation[i * size : (i + 1) * size])
+                if permutation is None:
+                    minibatch = self._minibatch(batch, None)
+                else:
+                    minibatch = self._minibatch(batch, permutation[i * size : (i + 1) * size])
                 if train_actor and train_critic:
                     sums += self._step(minibatch, clip_epsilon, True, True)
                 elif train_actor:
@@ -260,8 +258,8 @@ class Learner(tf.Module):
         metrics["actor_lr"] = tf.convert_to_tensor(config.actor_lr * decay, tf.float32)
         metrics["critic_lr"] = tf.convert_to_tensor(config.critic_lr * decay, tf.float32)
         metrics["clip_epsilon"] = tf.convert_to_tensor(clip_epsilon, tf.float32)
-        if self.kind == "box":
-            scale = current.distribution.scale
+        scale = distributions.scale_of(self.spec.action, current)
+        if scale is not None:
             metrics["sigma_mean"] = tf.reduce_mean(scale)
             metrics["sigma_min"] = tf.reduce_min(scale)
             metrics["sigma_max"] = tf.reduce_max(scale)

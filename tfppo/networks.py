@@ -104,25 +104,45 @@ class GaussianHead(keras.layers.Layer):
         return {"loc": loc, "scale": scale}
 
 
+class HybridHead(keras.layers.Layer):
+    """features -> {"logits": [B, K], "loc": [B, P], "scale": [B, P]}: action type and parameters."""
+
+    def __init__(self, spec: ActionSpec, config: Config, **kwargs):
+        super().__init__(**kwargs)
+        self.action_type = CategoricalHead(spec.num_actions, config.ortho_init, name="action_type")
+        self.parameters = GaussianHead(spec, config, name="parameters")
+
+    def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {**self.action_type(features), **self.parameters(features)}
+
+
+def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
+    if spec.kind == "discrete":
+        return CategoricalHead(spec.num_actions, config.ortho_init, name="head")
+    if spec.kind == "multi_discrete":
+        return CategoricalHead(sum(spec.nvec), config.ortho_init, name="head")
+    if spec.kind == "hybrid":
+        return HybridHead(spec, config, name="head")
+    return GaussianHead(spec, config, name="head")
+
+
 class Actor(keras.Model):
-    """observation [B, D] (and action_mask [B, A]) -> a tfp distribution with batch shape [B]."""
+    """observation [B, D] (and action_mask [B, W]) -> the policy distribution, batch shape [B]."""
 
     def __init__(self, spec: EnvSpec, config: Config, **kwargs):
         super().__init__(**kwargs)
+        self.action_spec = spec.action
         self.kind = spec.action.kind
         self.torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
-        if self.kind == "discrete":
-            self.head = CategoricalHead(spec.action.num_actions, config.ortho_init, name="head")
-        else:
-            self.head = GaussianHead(spec.action, config, name="head")
+        self.head = make_head(spec.action, config)
 
     def params(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The distribution's parameters: {"logits"} or {"loc", "scale"}, each [B, A]."""
+        """The distribution's parameters (ActionSpec.param_dims()), each [B, width]."""
         return self.head(self.torso(observation))
 
     def call(self, observation: tf.Tensor, action_mask: tf.Tensor | None = None):
         # Not named `mask`: Keras 3 reserves that argument name for its own masking.
-        return distributions.from_params(self.kind, self.params(observation), action_mask)
+        return distributions.from_params(self.action_spec, self.params(observation), action_mask)
 
 
 class Critic(keras.Model):

@@ -49,9 +49,12 @@ class NumpyPolicy:
         self.actor_torso = [_dense(layer) for layer in self.actor.torso.layers]
         self.critic_torso = [_dense(layer) for layer in self.critic.torso.layers]
         self.value_head = [_dense(self.critic.value)]
-        if self.kind == "discrete":
+        if self.kind in ("discrete", "multi_discrete"):
             self.logits_head = [_dense(head.logits)]
             return
+        if self.kind == "hybrid":
+            self.logits_head = [_dense(head.action_type.logits)]
+            head = head.parameters
         self.loc_head = [_dense(head.loc)]
         self.sigma_mode = head.sigma_mode
         if self.sigma_mode == "fixed":
@@ -64,10 +67,13 @@ class NumpyPolicy:
         self.center, self.half_range = head.center, head.half_range
 
     def params(self, observation: np.ndarray) -> dict[str, np.ndarray]:
-        """{"logits"} or {"loc", "scale"}, each [B, A], as Actor.params computes them."""
+        """The parameters of ActionSpec.param_dims(), each [B, width], as Actor.params computes them."""
         features = _forward(self.actor_torso, observation)
-        if self.kind == "discrete":
-            return {"logits": _forward(self.logits_head, features)}
+        params = {}
+        if self.kind != "box":
+            params["logits"] = _forward(self.logits_head, features).astype(np.float32)
+            if self.kind != "hybrid":
+                return params
         loc = _forward(self.loc_head, features)
         if self.center is not None:
             loc = self.center + self.half_range * np.tanh(loc)
@@ -75,26 +81,40 @@ class NumpyPolicy:
             scale = np.logaddexp(0.0, _forward(self.scale_head, features)) + self.sigma_min
         else:
             scale = np.broadcast_to(self.fixed_scale, loc.shape)
-        return {"loc": loc.astype(np.float32), "scale": scale.astype(np.float32)}
+        params.update(loc=loc.astype(np.float32), scale=scale.astype(np.float32))
+        return params
 
     def value(self, observation: np.ndarray) -> np.ndarray:
         return _forward(self.value_head, _forward(self.critic_torso, observation))[:, 0]
 
+    def _categorical(self, logits, mask, sample: bool) -> np.ndarray:
+        """Samples (Gumbel-max) or takes the argmax of each row; [B, W] logits -> [B] int32."""
+        if mask is not None:
+            logits = np.where(mask, logits, -np.inf)
+        if sample:
+            logits = logits - np.log(-np.log(self.rng.uniform(1e-12, 1.0, logits.shape)))
+        return np.argmax(logits, axis=-1).astype(np.int32)
+
+    def _choose(self, params, mask, sample: bool) -> np.ndarray:
+        spec = self.spec.action
+        if self.kind == "discrete":
+            return self._categorical(params["logits"], mask, sample)
+        if self.kind == "multi_discrete":
+            bounds = np.cumsum(spec.nvec)[:-1]
+            masks = [None] * len(spec.nvec) if mask is None else np.split(mask, bounds, axis=1)
+            parts = np.split(params["logits"], bounds, axis=1)
+            return np.stack([self._categorical(p, m, sample) for p, m in zip(parts, masks, strict=True)], -1)
+        loc = params["loc"]
+        continuous = loc + params["scale"] * self.rng.standard_normal(loc.shape) if sample else loc
+        if self.kind == "box":
+            return continuous.astype(np.float32)
+        action_type = self._categorical(params["logits"], mask, sample).astype(np.float32)
+        return np.concatenate([action_type[:, None], continuous], axis=1).astype(np.float32)
+
     def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Samples actions for [B, D] observations; returns action, value and the parameters."""
         params = self.params(observation)
-        if self.kind == "discrete":
-            logits = params["logits"] if mask is None else np.where(mask, params["logits"], -np.inf)
-            gumbel = -np.log(-np.log(self.rng.uniform(1e-12, 1.0, logits.shape)))
-            action = np.argmax(logits + gumbel, axis=-1).astype(np.int32)
-        else:
-            noise = self.rng.standard_normal(params["loc"].shape)
-            action = (params["loc"] + params["scale"] * noise).astype(np.float32)
-        return {"action": action, "value": self.value(observation), **params}
+        return {"action": self._choose(params, mask, True), "value": self.value(observation), **params}
 
     def mode(self, observation: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        params = self.params(observation)
-        if self.kind == "discrete":
-            logits = params["logits"] if mask is None else np.where(mask, params["logits"], -np.inf)
-            return np.argmax(logits, axis=-1).astype(np.int32)
-        return params["loc"]
+        return self._choose(self.params(observation), mask, False)

@@ -23,14 +23,14 @@ class Policy(tf.Module):
         observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, "observation")
         signature = [observation]
         if spec.has_mask:
-            signature.append(tf.TensorSpec((None, spec.action.num_actions), tf.bool, "mask"))
+            signature.append(tf.TensorSpec((None, spec.action.mask_width), tf.bool, "mask"))
         self.compiled_step = tf.function(self._step, input_signature=signature)
         self.compiled_mode = tf.function(self._mode, input_signature=signature)
         self.compiled_value = tf.function(self._value, input_signature=[observation])
 
     def _step(self, observation, mask=None) -> dict[str, tf.Tensor]:
         params = self.actor.params(observation)
-        distribution = distributions.from_params(self.kind, params, mask)
+        distribution = distributions.from_params(self.spec.action, params, mask)
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
         action = distribution.sample(seed=seed)
         out = {
@@ -43,7 +43,7 @@ class Policy(tf.Module):
 
     def _mode(self, observation, mask=None) -> tf.Tensor:
         distribution = self.actor(observation, action_mask=mask)
-        return distributions.mode(self.kind, distribution)
+        return distributions.mode(self.spec.action, distribution)
 
     def _value(self, observation) -> tf.Tensor:
         return self.critic(observation)

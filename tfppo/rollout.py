@@ -58,21 +58,20 @@ def compute_gae(
 class Rollout:
     """Preallocated [T, B, ...] arrays for one rollout."""
 
-    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec, param_dims: dict[str, int]):
+    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec):
         T, B = num_steps, num_envs
         self.num_steps, self.num_envs = T, B
         self.observation = np.zeros((T, B) + spec.observation_shape, np.float32)
-        if spec.action.kind == "discrete":
-            self.action = np.zeros((T, B), np.int32)
-        else:
-            self.action = np.zeros((T, B, spec.action.dim), np.float32)
-        self.mask = np.ones((T, B, spec.action.num_actions), bool) if spec.has_mask else None
+        self.action = np.zeros((T, B) + spec.action.action_shape, spec.action.action_dtype)
+        self.mask = np.ones((T, B, spec.action.mask_width), bool) if spec.has_mask else None
         self.reward = np.zeros((T, B), np.float32)
         self.terminated = np.zeros((T, B), bool)
         self.truncated = np.zeros((T, B), bool)
         self.final_observation = np.zeros_like(self.observation)
         self.behavior_value = np.zeros((T, B), np.float32)
-        self.behavior_params = {k: np.zeros((T, B, d), np.float32) for k, d in param_dims.items()}
+        self.behavior_params = {
+            k: np.zeros((T, B, d), np.float32) for k, d in spec.action.param_dims().items()
+        }
         self.truncation_value = np.zeros((T, B), np.float32)
         self.last_value = np.zeros((B,), np.float32)
 
@@ -152,7 +151,7 @@ class Collector:
 
     def collect(self, rollout: Rollout, policy_step: PolicyStep, value_fn: ValueFn) -> None:
         for t in range(rollout.num_steps):
-            envs_lib.check_mask(self.mask, self.spec.action.num_actions, self.env_steps)
+            envs_lib.check_mask(self.mask, self.spec.action, self.env_steps)
             out = policy_step(self.observation, self.mask)
             rollout.observation[t] = self.observation
             if rollout.mask is not None:

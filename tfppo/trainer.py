@@ -63,10 +63,7 @@ class Trainer:
         self.config, self.logdir = config, logdir
         seed_everything(config)
         self.env = envs_lib.make_vector_env(config)
-        _, info = self.env.reset(seed=config.seed)
-        self.spec = envs_lib.env_spec(
-            self.env.single_observation_space, self.env.single_action_space, envs_lib.MASK_KEY in info
-        )
+        self.spec = envs_lib.probe_spec(config.env, config.use_mask)
         self.actor, self.critic = networks.build(self.spec, config)
         self.tf_policy = Policy(self.actor, self.critic, self.spec, config.seed)
         self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config)
@@ -105,9 +102,7 @@ class Trainer:
         self.collector.episodes = int(self.state.episodes.numpy())
         recent = self.state.recent_returns.numpy()[: int(self.state.num_recent.numpy())]
         self.collector.recent_returns.extend(recent.tolist())
-        self.rollout = rollout_lib.Rollout(
-            config.num_steps, config.num_envs, self.spec, learner_lib.param_dims(self.spec)
-        )
+        self.rollout = rollout_lib.Rollout(config.num_steps, config.num_envs, self.spec)
 
     def _done(self) -> bool:
         config = self.config
