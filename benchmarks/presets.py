@@ -2,6 +2,10 @@
 
   python benchmarks/presets.py --presets=morvan_pendulum_clip,morvan_pendulum_kl_pen,cartpole \
       --seeds=0,1,2 --parallel=2 --out=docs/benchmarks/core
+  python benchmarks/presets.py --presets=masked_grid,masked_grid:--use_mask=false \
+      --combined=masked_vs_unmasked.png --out=docs/benchmarks/masks
+
+A preset is a flagfile name, optionally with extra flags after a colon, joined by "+".
 
 Each (preset, seed) runs `python -m tfppo.train --flagfile=experiments/PRESET.flags --seed=S`
 in its own process. The table gives, per run: the first env step (and episode) at which the
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,16 +29,35 @@ sys.path.insert(0, REPO)
 
 from tfppo import plot  # noqa: E402
 
-# The return each preset must reach (mean of the last 100 episodes), from the issues.
+# What each preset must reach (over the last 100 episodes), from the issues: (metric, value).
 THRESHOLDS = {
-    "morvan_pendulum_clip": -400.0,
-    "morvan_pendulum_kl_pen": -400.0,
-    "cartpole": 475.0,
+    "morvan_pendulum_clip": ("episode_return_mean", -400.0),
+    "morvan_pendulum_kl_pen": ("episode_return_mean", -400.0),
+    "cartpole": ("episode_return_mean", 475.0),
+    "acrobot": ("episode_return_mean", -85.0),
+    "pendulum": ("episode_return_mean", -200.0),
+    "lunarlander": ("episode_return_mean", 200.0),
+    "lunarlander_continuous": ("episode_return_mean", 200.0),
+    "halfcheetah": ("episode_return_mean", 3000.0),
+    "hopper": ("episode_return_mean", 2300.0),
+    "masked_grid": ("episode_return_mean", 0.9),  # the optimum is 0.94-0.98
+    "masked_multidiscrete": ("episode_return_mean", 57.0),  # the optimum is 60
+    "hybrid_moving": ("success_rate", 0.9),
 }
 
 
-def run_one(preset: str, seed: int, out: str, extra: list) -> dict:
-    logdir = os.path.join(out, "runs", f"{preset}_seed{seed}")
+def parse_preset(text: str) -> tuple[str, str, list]:
+    """ "NAME" or "NAME:--flag=v+--flag2=w" -> (flagfile name, label, extra flags)."""
+    name, _, flags = text.partition(":")
+    extra = [f for f in flags.split("+") if f]
+    label = name + "".join("_" + f.lstrip("-").replace("=", "-") for f in extra)
+    return name, label, extra
+
+
+def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
+    preset, label, preset_flags = parse_preset(preset_text)
+    extra = preset_flags + extra
+    logdir = os.path.join(out, "runs", f"{label}_seed{seed}")
     if os.path.exists(os.path.join(logdir, "summary.json")):
         print(f"reusing {logdir}", flush=True)
     else:
@@ -50,27 +74,29 @@ def run_one(preset: str, seed: int, out: str, extra: list) -> dict:
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip().splitlines()[-1:]}")
-        print(f"{preset} seed {seed}: {time.time() - started:.0f} s", flush=True)
-    return row(preset, seed, logdir)
+        print(f"{label} seed {seed}: {time.time() - started:.0f} s", flush=True)
+    return row(preset, label, seed, logdir)
 
 
-def row(preset: str, seed: int, logdir: str) -> dict:
+def row(preset: str, label: str, seed: int, logdir: str) -> dict:
     records = plot.read_metrics(logdir)
     with open(os.path.join(logdir, "summary.json")) as f:
         summary = json.load(f)
-    threshold = THRESHOLDS.get(preset)
+    metric, threshold = THRESHOLDS.get(preset, ("episode_return_mean", None))
     reached = next(
         (
             r
             for r in records
-            if r["episodes"] >= 100 and threshold is not None and r["episode_return_mean"] >= threshold
+            if r["episodes"] >= 100 and threshold is not None and (r.get(metric) or -math.inf) >= threshold
         ),
         None,
     )
     full = [r["episode_return_mean"] for r in records if r["episodes"] >= 100]
     return {
-        "preset": preset,
+        "preset": label,
         "seed": seed,
+        "metric": metric,
+        "final_success_rate": summary.get("success_rate"),
         "logdir": logdir,
         "threshold": threshold,
         "reached_step": reached["global_step"] if reached else None,
@@ -88,23 +114,24 @@ def row(preset: str, seed: int, logdir: str) -> dict:
 
 
 def fmt(value, spec=".0f"):
-    return "not reached" if value is None else format(value, spec)
+    return "n/a" if value is None else format(value, spec)
 
 
 def write_table(rows: list, out: str, command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        "| preset | seed | threshold | reached at step (episode) | time to threshold | best last-100 | final last-100 | eval (10 ep.) | steps | wall | steps/s | collect share |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | seed | metric >= threshold | reached at step (episode) | time to threshold | best last-100 return | final last-100 return | final success rate | eval return (10 ep.) | steps | wall | steps/s | collect share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         reached = (
             "not reached" if r["reached_step"] is None else f"{r['reached_step']} ({r['reached_episode']})"
         )
         lines.append(
-            f"| {r['preset']} | {r['seed']} | {fmt(r['threshold'])} | {reached} | {fmt(r['reached_wall_s'])} s "
-            f"| {fmt(r['best_last100'], '.1f')} | {fmt(r['final_last100'], '.1f')} | {fmt(r['eval_return'], '.1f')} "
+            f"| {r['preset']} | {r['seed']} | {r['metric']} >= {fmt(r['threshold'], 'g')} | {reached} "
+            f"| {fmt(r['reached_wall_s'])} s | {fmt(r['best_last100'], '.2f')} | {fmt(r['final_last100'], '.2f')} "
+            f"| {fmt(r['final_success_rate'], '.2f')} | {fmt(r['eval_return'], '.2f')} "
             f"| {r['steps']} | {r['wall_s']:.0f} s | {r['sps']:.0f} | {r['collect_fraction']:.0%} |"
         )
     path = os.path.join(out, "results.md")
@@ -123,10 +150,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", default="docs/benchmarks/core")
+    parser.add_argument("--combined", default="", help="also draw every preset into this one PNG")
     parser.add_argument("extra", nargs="*", help="extra train flags, after --")
     args = parser.parse_args()
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
-    unknown = [p for p in presets if not os.path.isfile(os.path.join(REPO, "experiments", f"{p}.flags"))]
+    names = [parse_preset(p)[0] for p in presets]
+    unknown = [p for p in names if not os.path.isfile(os.path.join(REPO, "experiments", f"{p}.flags"))]
     if unknown:
         sys.exit(f"error: no experiments/{unknown[0]}.flags")
     out = os.path.join(REPO, args.out)
@@ -136,16 +165,25 @@ def main() -> None:
         rows = list(pool.map(lambda job: run_one(job[0], job[1], out, args.extra), jobs))
     command = "python benchmarks/presets.py " + " ".join(sys.argv[1:])
     print(open(write_table(rows, out, command)).read())
-    for preset in presets:
-        logdirs = [r["logdir"] for r in rows if r["preset"] == preset]
-        x = "episodes" if preset.startswith("morvan") else "global_step"
-        plot.plot_runs(
-            logdirs,
-            os.path.join(out, f"{preset}.png"),
-            x=x,
-            title=f"{preset} ({len(logdirs)} seeds)",
-            labels=[preset] * len(logdirs),
-        )
+    labels = [parse_preset(p)[1] for p in presets]
+    for label, name in zip(labels, names, strict=True):
+        draw(rows, [label], os.path.join(out, f"{label}.png"), name)
+    if args.combined:
+        draw(rows, labels, os.path.join(out, args.combined), names[0])
+
+
+def draw(rows: list, labels: list, path: str, name: str) -> None:
+    """One curve per label (mean and min-max band over seeds) of the preset's metric."""
+    chosen = [r for r in rows if r["preset"] in labels]
+    metric = THRESHOLDS.get(name, ("episode_return_mean", None))[0]
+    plot.plot_runs(
+        [r["logdir"] for r in chosen],
+        path,
+        x="episodes" if name.startswith("morvan") else "global_step",
+        y=metric,
+        title=f"{' vs '.join(labels)} ({len(chosen) // max(len(labels), 1)} seeds)",
+        labels=[r["preset"] for r in chosen],
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ class SpecTest(tf.test.TestCase):
         self.assertEqual((MULTI.action.mask_width, MULTI.action.action_shape), (10, (3,)))
         self.assertEqual(HYBRID.action.param_dims(), {"logits": 3, "loc": 2, "scale": 2})
         self.assertEqual(HYBRID.action.action_shape, (3,))
-        as_dict = gym.spaces.Dict({"action_type": gym.spaces.Discrete(3), "parameters": gym.spaces.Box(-1, 1, (2,))})
+        as_dict = gym.spaces.Dict(
+            {"action_type": gym.spaces.Discrete(3), "parameters": gym.spaces.Box(-1, 1, (2,))}
+        )
         spec = envs.action_spec(as_dict)
         self.assertEqual((spec.kind, spec.dict_keys), ("hybrid", ("action_type", "parameters")))
         self.assertTrue(np.all(spec.parameter_mask))  # no mask given: every type uses every parameter
@@ -48,7 +50,9 @@ class SpecTest(tf.test.TestCase):
             envs.check_mask(mask, MULTI.action, 12)
         per_dimension = np.empty(1, dtype=object)
         per_dimension[0] = (np.array([1, 0, 1], bool), np.ones(5, bool), np.array([0, 1], bool))
-        self.assertEqual(envs.split_observation(np.zeros((1, 4)), {"action_mask": per_dimension}, True)[1].shape, (1, 10))
+        self.assertEqual(
+            envs.split_observation(np.zeros((1, 4)), {"action_mask": per_dimension}, True)[1].shape, (1, 10)
+        )
 
 
 class MultiCategoricalTest(tf.test.TestCase):
@@ -76,7 +80,9 @@ class MultiCategoricalTest(tf.test.TestCase):
         logits = tf.Variable(self.logits)
         samples = distributions.MultiCategorical(self.logits, self.mask, NVEC).sample(seed=(3, 4))
         for seed in range(50):
-            samples = distributions.MultiCategorical(self.logits, self.mask, NVEC).sample(seed=(seed, 1)).numpy()
+            samples = (
+                distributions.MultiCategorical(self.logits, self.mask, NVEC).sample(seed=(seed, 1)).numpy()
+            )
             for i, start in enumerate((0, 3, 8)):
                 self.assertTrue(np.all(self.mask[np.arange(6), start + samples[:, i]]))
         with tf.GradientTape() as tape:
@@ -101,7 +107,11 @@ class HybridTest(tf.test.TestCase):
         type_log_prob = log_softmax(self.logits)[np.arange(4), action[:, 0].astype(int)]
         parameter_log_prob = normal_log_prob(action[:, 1:], self.loc, self.scale)
         used = PARAMETER_MASK[action[:, 0].astype(int)]
-        self.assertAllClose(self.distribution.log_prob(action), type_log_prob + np.sum(used * parameter_log_prob, -1), atol=1e-5)
+        self.assertAllClose(
+            self.distribution.log_prob(action),
+            type_log_prob + np.sum(used * parameter_log_prob, -1),
+            atol=1e-5,
+        )
         changed = action.copy()
         changed[0, 2] = 7.0  # type 0 does not use parameter 1
         changed[2, 1:] = -3.0  # type 2 uses none
@@ -112,11 +122,15 @@ class HybridTest(tf.test.TestCase):
         normal_entropy = 0.5 * np.log(2 * math.pi * math.e * self.scale**2)
         expected = -np.sum(probs * np.log(probs), -1) + np.sum((probs @ PARAMETER_MASK) * normal_entropy, -1)
         self.assertAllClose(self.distribution.entropy(), expected, atol=1e-5)
-        other = distributions.Hybrid(self.logits * 0.5, None, self.loc + 0.3, self.scale * 1.2, PARAMETER_MASK)
+        other = distributions.Hybrid(
+            self.logits * 0.5, None, self.loc + 0.3, self.scale * 1.2, PARAMETER_MASK
+        )
         other_probs = np.exp(log_softmax(self.logits * 0.5))
         s1, s2 = self.scale, self.scale * 1.2
         normal_kl = np.log(s2 / s1) + (s1**2 + 0.3**2) / (2 * s2**2) - 0.5
-        expected_kl = np.sum(probs * np.log(probs / other_probs), -1) + np.sum((probs @ PARAMETER_MASK) * normal_kl, -1)
+        expected_kl = np.sum(probs * np.log(probs / other_probs), -1) + np.sum(
+            (probs @ PARAMETER_MASK) * normal_kl, -1
+        )
         self.assertAllClose(self.distribution.kl_divergence(other), expected_kl, atol=1e-5)
 
     def test_sample_and_mode(self):
@@ -133,7 +147,9 @@ class NetworksTest(tf.test.TestCase):
         for spec, overrides in ((MULTI, {}), (HYBRID, {"sigma": "state_dependent"})):
             actor, critic = networks.build(spec, Config(env="x", hidden_sizes=(16,), **overrides))
             policy = NumpyPolicy(actor, critic, spec, seed=0)
-            observation = np.random.default_rng(2).normal(size=(8,) + spec.observation_shape).astype(np.float32)
+            observation = (
+                np.random.default_rng(2).normal(size=(8,) + spec.observation_shape).astype(np.float32)
+            )
             expected = actor.params(observation)
             for key, value in policy.params(observation).items():
                 self.assertAllClose(value, expected[key], atol=1e-5)
@@ -146,7 +162,9 @@ class NetworksTest(tf.test.TestCase):
             if mask is not None:
                 self.assertAllEqual(action, np.tile([2, 4, 0], (8, 1)))
             live = actor(observation, action_mask=mask)
-            self.assertAllClose(policy.mode(observation, mask), distributions.mode(spec.action, live), atol=1e-5)
+            self.assertAllClose(
+                policy.mode(observation, mask), distributions.mode(spec.action, live), atol=1e-5
+            )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfppo import distributions, envs
+from tfppo import distributions, envs, networks
 from tfppo import export as export_lib
-from tfppo import networks
 from tfppo.config import Config
 from tfppo.envs import ActionSpec, EnvSpec
 from tfppo.policy import Policy

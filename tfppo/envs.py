@@ -187,10 +187,14 @@ def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
     env = make_env(env_id)
     try:
         _, info = env.reset(seed=0)
-        spec = env_spec(env.observation_space, env.action_space, MASK_KEY in info, parameter_mask_of(env, info))
+        spec = env_spec(
+            env.observation_space, env.action_space, MASK_KEY in info, parameter_mask_of(env, info)
+        )
         if not use_mask and spec.has_mask:
             if isinstance(env.observation_space, gym.spaces.Dict):
-                raise ConfigError("--use_mask=false with a Dict observation that carries the mask is not supported")
+                raise ConfigError(
+                    "--use_mask=false with a Dict observation that carries the mask is not supported"
+                )
             spec = dataclasses.replace(spec, has_mask=False)
         return spec
     finally:

@@ -116,3 +116,15 @@ def to_config(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
 def explicitly_set(flag_values: flags.FlagValues = flags.FLAGS) -> set:
     """Names of Config flags given on the command line or in a flagfile."""
     return {f.name for f in dataclasses.fields(config_lib.Config) if flag_values[f.name].present}
+
+
+def config_from_flagfile(path: str, **overrides) -> config_lib.Config:
+    """The Config a `--flagfile=path` run gets (plus overrides), parsed by absl as the CLI does."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    flag_values(["tfppo", f"--flagfile={path}"])
+    values = {
+        field.name: getattr(to_config(flag_values), field.name)
+        for field in dataclasses.fields(config_lib.Config)
+    }
+    return config_lib.Config(**{**values, **overrides})

@@ -20,6 +20,7 @@ GROUPS = {
     "episode_return_mean": "charts",
     "episode_length_mean": "charts",
     "episodes": "charts",
+    "success_rate": "charts",
     "sps": "charts",
     "policy_loss": "losses",
     "value_loss": "losses",

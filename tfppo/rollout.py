@@ -141,6 +141,7 @@ class Collector:
         self.running_length = np.zeros(self.num_envs, np.int64)
         self.recent_returns = collections.deque(maxlen=window)
         self.recent_lengths = collections.deque(maxlen=window)
+        self.recent_successes = collections.deque(maxlen=window)  # from info["is_success"], if any
         self.episodes = 0
         self.env_steps = 0
 
@@ -194,7 +195,10 @@ class Collector:
         rollout.final_observation[t][~done] = next_observation[~done]
         self.running_return += reward
         self.running_length += 1
+        successes = _final_successes(info, done)
         for env in np.flatnonzero(done):
+            if successes is not None:
+                self.recent_successes.append(bool(successes[env]))
             self.recent_returns.append(float(self.running_return[env]))
             self.recent_lengths.append(int(self.running_length[env]))
             self.episodes += 1
@@ -204,6 +208,18 @@ class Collector:
 
     def return_mean(self) -> float:
         return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    def success_rate(self) -> float | None:
+        """Share of the last `window` episodes whose final info said is_success (None: never said)."""
+        return float(np.mean(self.recent_successes)) if self.recent_successes else None
+
+
+def _final_successes(info: dict, done: np.ndarray) -> np.ndarray | None:
+    """[B] bool is_success of the episodes that ended this step, if the env reports it."""
+    final_info = info.get("final_info")
+    if not isinstance(final_info, dict) or "is_success" not in final_info:
+        return None
+    return np.asarray(final_info["is_success"], bool) & done
 
 
 def _final_observations(info: dict, observation):

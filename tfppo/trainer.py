@@ -181,6 +181,7 @@ class Trainer:
                     "episode_length_mean": float(np.mean(self.collector.recent_lengths))
                     if self.collector.recent_lengths
                     else float("nan"),
+                    "success_rate": self.collector.success_rate(),
                     "sps": (self.collector.env_steps - start_steps) / max(elapsed, 1e-9),
                     "wall_s": wall_before + elapsed,
                     "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
@@ -241,6 +242,7 @@ class Trainer:
             "updates": int(self.state.updates.numpy()),
             "episode_return_mean": self.collector.return_mean(),
             "best_return_mean": float(self.state.best_return_mean.numpy()),
+            "success_rate": self.collector.success_rate(),
             "eval_episodes": len(returns),
             "eval_return_mean": float(np.mean(returns)) if returns else None,
             "eval_return_std": float(np.std(returns)) if returns else None,
