@@ -169,3 +169,44 @@ class NetworksTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class HybridUpdateTest(tf.test.TestCase):
+    def test_joint_and_per_head_ratios(self):
+        # At the first step both ratios are 1: the joint loss is -mean(A) and the per-head loss,
+        # one clipped surrogate per head, is -2 mean(A).
+        import dataclasses
+
+        from tfppo import learner as learner_lib
+
+        base = Config(
+            env="x",
+            num_envs=2,
+            num_steps=8,
+            actor_epochs=1,
+            critic_epochs=1,
+            norm_adv="none",
+            hidden_sizes=(8,),
+        )
+        rng = np.random.default_rng(0)
+        observation = rng.normal(size=(16, 5)).astype(np.float32)
+        advantage = rng.normal(size=16).astype(np.float32)
+        losses = {}
+        for ratio in ("joint", "per_head"):
+            config = dataclasses.replace(base, hybrid_ratio=ratio)
+            actor, critic = networks.build(HYBRID, config)
+            policy = NumpyPolicy(actor, critic, HYBRID, seed=0)
+            out = policy.step(observation)
+            batch = {
+                "observation": observation,
+                "action": out["action"],
+                "behavior_value": out["value"].astype(np.float32),
+                "advantage": advantage,
+                "return": advantage,
+            }
+            batch.update({f"behavior_{k}": out[k] for k in HYBRID.action.param_dims()})
+            metrics = learner_lib.Learner(actor, critic, HYBRID, config).update(batch, 0.0)
+            self.assertTrue(all(np.isfinite(v) for v in metrics.values()))
+            losses[ratio] = metrics["policy_loss"]
+        self.assertAllClose(losses["joint"], -advantage.mean(), atol=1e-4)
+        self.assertAllClose(losses["per_head"], -2 * advantage.mean(), atol=1e-4)

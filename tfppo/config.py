@@ -17,6 +17,7 @@ NORM_ADV_MODES = ("none", "batch", "minibatch")
 KL_RULES = ("ppo", "dppo")
 VECTOR_MODES = ("sync", "async")
 POLICY_BACKENDS = ("numpy", "tf")
+HYBRID_RATIOS = ("joint", "per_head")
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,7 @@ class Config:
     kl_rule: str = "ppo"
     target_kl: float = 0.0  # 0: off; else stop the actor epochs once the batch KL exceeds it.
     ent_coef: float = 0.0
+    hybrid_ratio: str = "joint"  # hybrid actions: one ratio of the joint probability, or one per head.
     vf_coef: float = 0.5  # weight of the value loss when actor and critic share a torso.
     clip_value: float = 0.0  # 0: off; else PPO2's value clipping around the behaviour value.
     anneal_clip: bool = True  # decay clip_epsilon linearly to 0 over the run.
@@ -137,6 +139,7 @@ def validate(config: Config) -> None:
     _choice("kl_rule", config.kl_rule, KL_RULES)
     _choice("vector_mode", config.vector_mode, VECTOR_MODES)
     _choice("policy_backend", config.policy_backend, POLICY_BACKENDS)
+    _choice("hybrid_ratio", config.hybrid_ratio, HYBRID_RATIOS)
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
         value = getattr(config, name)
         _require(value >= 1, f"--{name}={value} must be a positive integer")

@@ -45,6 +45,7 @@ HELP = {
     "kl_rule": "kl_pen: ppo (halve below target/1.5, double above 1.5 x target) or dppo (x0.5 below target/2, x1.5 above 2 x target).",
     "target_kl": "Stop the actor epochs once the batch KL exceeds this (0: off). kl_pen always stops at 4 x kl_target.",
     "ent_coef": "Entropy bonus coefficient.",
+    "hybrid_ratio": "Hybrid actions, clip method: joint (one ratio of p(type) p(used parameters | type)) or per_head (H-PPO: the type's and the parameters' ratios clipped separately, losses summed).",
     "vf_coef": "Value-loss weight when --shared_torso (one optimizer for both losses).",
     "clip_value": "PPO2 value clipping: keep V within +- this of the rollout's V (0: off).",
     "anneal_clip": "Decay --clip_epsilon linearly to 0 over the run.",
@@ -74,6 +75,7 @@ _CHOICES = {
     "kl_rule": config_lib.KL_RULES,
     "vector_mode": config_lib.VECTOR_MODES,
     "policy_backend": config_lib.POLICY_BACKENDS,
+    "hybrid_ratio": config_lib.HYBRID_RATIOS,
 }
 
 

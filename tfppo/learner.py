@@ -72,6 +72,7 @@ class Learner(tf.Module):
         )
         self.rng = tf.random.Generator.from_seed(config.seed + 7919)
         self.param_keys = tuple(spec.action.param_dims())
+        self._per_head = spec.action.kind == "hybrid" and config.hybrid_ratio == "per_head"
         self.compiled_update = tf.function(
             self._update,
             input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
@@ -107,7 +108,21 @@ class Learner(tf.Module):
         log_prob = distribution.log_prob(minibatch["action"])
         entropy = tf.reduce_mean(distribution.entropy())
         behavior_log_prob = minibatch["behavior_log_prob"]
-        if config.method == "clip":
+        if config.method == "clip" and self._per_head:
+            # H-PPO's ratio per head: the action type and its parameters are clipped separately.
+            type_log_prob, parameter_log_prob = distribution.log_prob_parts(minibatch["action"])
+            loss, metrics = losses.clipped_surrogate_loss(
+                type_log_prob, minibatch["behavior_type_log_prob"], minibatch["advantage"], clip_epsilon
+            )
+            parameter_loss, _ = losses.clipped_surrogate_loss(
+                parameter_log_prob,
+                minibatch["behavior_parameter_log_prob"],
+                minibatch["advantage"],
+                clip_epsilon,
+            )
+            loss += parameter_loss
+            metrics["policy_loss"] = loss
+        elif config.method == "clip":
             loss, metrics = losses.clipped_surrogate_loss(
                 log_prob, behavior_log_prob, minibatch["advantage"], clip_epsilon
             )
@@ -231,6 +246,9 @@ class Learner(tf.Module):
             batch["advantage"] = losses.normalize_advantages(batch["advantage"])
         behavior = self._behavior(batch, batch.get("mask"))
         batch["behavior_log_prob"] = behavior.log_prob(batch["action"])
+        if self._per_head:
+            parts = behavior.log_prob_parts(batch["action"])
+            batch["behavior_type_log_prob"], batch["behavior_parameter_log_prob"] = parts
         sums, actor_steps, critic_steps, actor_epochs_run, behavior = self._epochs(batch, clip_epsilon)
         kl, current = self._batch_kl(batch, behavior)
         kl_lambda_used = tf.identity(self.kl_lambda)
