@@ -5,13 +5,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from tests.helpers import make_tempdir, run_module
 from tfppo import distributions, envs, networks
 from tfppo import export as export_lib
 from tfppo.config import Config
@@ -66,12 +66,6 @@ for key, value in model.signatures["action"](**named).items():
 np.savez(sys.argv[3], **out)
 print(json.loads(model.metadata()["json"].numpy())["env"])
 """
-
-
-def make_tempdir(test):
-    path = tempfile.mkdtemp(prefix="tfppo_export_")
-    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
-    return path
 
 
 def build(spec, **overrides):
@@ -187,16 +181,6 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
-
-
-def run_module(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):

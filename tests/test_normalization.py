@@ -1,13 +1,12 @@
 """Running statistics, reward scaling, FusedAdam, and normalisation through training and export."""
 
 import dataclasses
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tests.helpers import make_tempdir
 from tfppo import trainer
 from tfppo.config import Config
 from tfppo.normalization import Normalizers, RunningMeanStd
@@ -73,8 +72,7 @@ class FusedAdamTest(tf.test.TestCase):
 
 class NormalizedRunTest(tf.test.TestCase):
     def test_statistics_are_checkpointed_and_baked_into_the_export(self):
-        logdir = tempfile.mkdtemp(prefix="tfppo_norm_")
-        self.addCleanup(shutil.rmtree, logdir, ignore_errors=True)
+        logdir = make_tempdir(self)
         config = Config(
             env="Pendulum-v1",
             total_timesteps=256,

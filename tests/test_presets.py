@@ -3,23 +3,19 @@
 import dataclasses
 import glob
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 from absl.testing import parameterized
 
+from tests.helpers import REPO, make_tempdir
 from tfppo import trainer
 from tfppo.flags import config_from_flagfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
 
 
 def tempdir(test):
-    path = tempfile.mkdtemp(prefix="tfppo_preset_")
-    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
-    return os.path.join(path, "run")
+    return os.path.join(make_tempdir(test), "run")
 
 
 class PresetTest(tf.test.TestCase, parameterized.TestCase):

@@ -3,19 +3,15 @@
 import dataclasses
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from tests.helpers import make_tempdir, run_module
 from tfppo import trainer
 from tfppo.config import Config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = Config(
     env="CartPole-v1",
     total_timesteps=512,
@@ -29,27 +25,13 @@ TINY = Config(
 )
 
 
-def make_tempdir(test):
-    path = tempfile.mkdtemp(prefix="tfppo_test_")
-    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
 
 
 def run_cli(*args, timeout=240):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "tfppo.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("tfppo.train", *args, timeout=timeout)
 
 
 class LearningTest(tf.test.TestCase):
