@@ -200,6 +200,18 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(evaluate.returncode, 0, evaluate.stderr[-2000:])
         printed = float(evaluate.stdout.split("return ")[1].split()[0])
         self.assertAlmostEqual(printed, summary["eval_return_mean"], places=2)
+        if env_id == "CartPole-v1":  # videos through gymnasium's RecordVideo
+            videos = os.path.join(make_tempdir(self), "videos")
+            recorded = run_module(
+                "tfppo.evaluate",
+                f"--saved_model={summary['saved_model']}",
+                "--episodes=1",
+                f"--video_dir={videos}",
+            )
+            self.assertEqual(recorded.returncode, 0, recorded.stderr[-2000:])
+            self.assertEqual(
+                [f for f in os.listdir(videos) if f.endswith(".mp4")], ["rl-video-episode-0.mp4"]
+            )
         meta = export_lib.load_metadata(summary["saved_model"])
         self.assertEqual((meta["env"], meta["global_step"]), (env_id, summary["global_step"]))
         self.assertAlmostEqual(meta["eval_return_mean"], summary["eval_return_mean"])

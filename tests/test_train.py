@@ -94,6 +94,8 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         ("bad_minibatches", ["--num_minibatches=3"], "does not divide the batch of 256"),
         ("unknown_flag", ["--no_such_flag=1"], "no_such_flag"),
         ("bad_enum", ["--method=trpo"], "trpo"),
+        ("target_kl_zero", ["--target_kl=0"], "--target_kl=0.0 must be > 0"),
+        ("negative_coefficient", ["--ent_coef=-0.01"], "--ent_coef=-0.01 must be >= 0"),
     )
     def test_bad_input_is_one_line_and_exit_code_2(self, args, expected):
         logdir = os.path.join(make_tempdir(self), "run")

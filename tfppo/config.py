@@ -72,7 +72,7 @@ class Config:
     kl_lambda_min: float = 1e-4
     kl_lambda_max: float = 10.0
     kl_rule: str = "ppo"
-    target_kl: float = 0.0  # 0: off; else stop the actor epochs once the batch KL exceeds it.
+    target_kl: float | None = None  # None: off; else stop the actor epochs once the batch KL exceeds it.
     ent_coef: float = 0.0
     hybrid_ratio: str = "joint"  # hybrid actions: one ratio of the joint probability, or one per head.
     vf_coef: float = 0.5  # weight of the value loss when actor and critic share a torso.
@@ -164,11 +164,14 @@ def validate(config: Config) -> None:
         "clip_value",
         "kl_hinge_coef",
         "max_grad_norm",
-        "target_kl",
         "kl_lambda_init",
     ):
         value = getattr(config, name)
         _require(value >= 0, f"--{name}={value} must be >= 0")
+    _require(
+        config.target_kl is None or config.target_kl > 0,
+        f"--target_kl={config.target_kl} must be > 0 (leave it unset for no KL early stop)",
+    )
     _require(0 <= config.gamma <= 1, f"--gamma={config.gamma} must be in [0, 1]")
     _require(0 <= config.gae_lambda <= 1, f"--gae_lambda={config.gae_lambda} must be in [0, 1]")
     _require(config.reward_scale != 0, "--reward_scale=0 would erase every reward")

@@ -22,7 +22,7 @@ flags.DEFINE_integer("episodes", 10, "Episodes to play.")
 flags.DEFINE_integer(
     "seed", -1, "Seed of the first episode (episode i: seed + i); default: training seed + 10000."
 )
-flags.DEFINE_string("video_dir", "", "Record every episode as a video here (needs moviepy).")
+flags.DEFINE_string("video_dir", "", "Record every episode as an MP4 here (gymnasium's RecordVideo).")
 FLAGS = flags.FLAGS
 
 

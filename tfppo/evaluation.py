@@ -18,9 +18,15 @@ def _make(env_id: str, video_dir: str):
         import moviepy  # noqa: F401  (gymnasium's RecordVideo writes with it)
     except ImportError:
         raise envs_lib.ConfigError("--video_dir needs moviepy: pip install moviepy") from None
+    import os
+
     import gymnasium as gym
 
-    env = envs_lib.make_env(env_id, render_mode="rgb_array")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
+    try:
+        env = envs_lib.make_env(env_id, render_mode="rgb_array")
+    except (ValueError, TypeError) as error:
+        raise envs_lib.ConfigError(f"--video_dir: {env_id} cannot render frames ({error})") from None
     return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
 
 

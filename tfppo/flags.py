@@ -43,7 +43,7 @@ HELP = {
     "kl_lambda_min": "kl_pen: lower bound of lambda.",
     "kl_lambda_max": "kl_pen: upper bound of lambda.",
     "kl_rule": "kl_pen: ppo (halve below target/1.5, double above 1.5 x target) or dppo (x0.5 below target/2, x1.5 above 2 x target).",
-    "target_kl": "Stop the actor epochs once the batch KL exceeds this (0: off). kl_pen always stops at 4 x kl_target.",
+    "target_kl": "Stop the actor epochs once the batch KL exceeds this (> 0; unset: no such stop). kl_pen always stops at 4 x kl_target.",
     "ent_coef": "Entropy bonus coefficient.",
     "hybrid_ratio": "Hybrid actions, clip method: joint (one ratio of p(type) p(used parameters | type)) or per_head (H-PPO: the type's and the parameters' ratios clipped separately, losses summed).",
     "vf_coef": "Value-loss weight when --shared_torso (one optimizer for both losses).",
@@ -91,7 +91,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
         elif kind is int:
             flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
-        elif kind is float:
+        elif kind is float or kind == (float | None):
             flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
         elif kind is str:
             flags.DEFINE_string(name, default, help_text, flag_values=flag_values)

@@ -190,7 +190,7 @@ class Learner(tf.Module):
         config, stop = self.config, np.inf
         if config.method == "kl_pen":
             stop = min(stop, 4.0 * config.kl_target)
-        if config.target_kl > 0:
+        if config.target_kl is not None:
             stop = min(stop, config.target_kl)
         return stop
 
