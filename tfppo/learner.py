@@ -203,6 +203,8 @@ class Learner(tf.Module):
         if self.shared:  # One loss: the critic stops with the actor.
             critic_epochs = actor_epochs
         size, num_minibatches = config.minibatch_size, config.num_minibatches
+        # Equal epochs and no KL stop: every step trains both, so only that step is traced.
+        always_joint = self.shared or (actor_epochs == critic_epochs and stop_kl == np.inf)
         sums = tf.zeros([len(METRIC_NAMES)])
         actor_steps, critic_steps, actor_epochs_run = 0.0, 0.0, 0
         actor_on = tf.constant(True)
@@ -220,7 +222,7 @@ class Learner(tf.Module):
                     minibatch = self._minibatch(batch, None)
                 else:
                     minibatch = self._minibatch(batch, permutation[i * size : (i + 1) * size])
-                if train_actor and train_critic:
+                if always_joint or (train_actor and train_critic):
                     sums += self._step(minibatch, clip_epsilon, True, True)
                 elif train_actor:
                     sums += self._step(minibatch, clip_epsilon, True, False)

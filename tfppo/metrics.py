@@ -79,6 +79,7 @@ class MetricsLogger:
         self.log_every_s = log_every_s
         self.last_line = 0.0
         self.last_shown = None
+        self.summary_names, self.write_summaries = None, None
         by_steps = total_steps > 0
         self.progress = tqdm(
             total=total_steps if by_steps else total_episodes,
@@ -90,12 +91,27 @@ class MetricsLogger:
         )
         self.interactive = not self.progress.disable
 
+    def _compile_summaries(self, names: tuple[str, ...]):
+        """One compiled call writes every scalar of a record (eager writes cost ~1 ms each)."""
+        tags = [f"{GROUPS.get(name, 'misc')}/{name}" for name in names]
+
+        @tf.function(input_signature=[tf.TensorSpec((), tf.int64), tf.TensorSpec((len(tags),), tf.float32)])
+        def write(step, values):
+            with self.writer.as_default(step=step):
+                for i, tag in enumerate(tags):
+                    if tf.math.is_finite(values[i]):  # None and NaN (nothing measured yet) are skipped
+                        tf.summary.scalar(tag, values[i])
+
+        return write
+
     def write(self, record: dict[str, float]) -> None:
-        step = int(record["global_step"])
-        with self.writer.as_default(step=step):
-            for key, value in record.items():
-                if key not in SKIP and value is not None and math.isfinite(value):
-                    tf.summary.scalar(f"{GROUPS.get(key, 'misc')}/{key}", value)
+        names = tuple(key for key in record if key not in SKIP)
+        if self.summary_names != names:
+            self.summary_names, self.write_summaries = names, self._compile_summaries(names)
+        values = [float("nan") if record[name] is None else record[name] for name in names]
+        self.write_summaries(
+            tf.constant(int(record["global_step"]), tf.int64), tf.constant(values, tf.float32)
+        )
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         self._show(record)
