@@ -93,7 +93,30 @@ class MaskedChainEnv(gym.Env):
         return np.array([self.t], np.float32), reward, self.t >= 10, False, {"action_mask": self._mask()}
 
 
+class MaskedChainDictEnv(MaskedChainEnv):
+    """MaskedChainEnv with the mask in a Dict observation instead of info."""
+
+    def __init__(self):
+        super().__init__()
+        inner = self.observation_space
+        self.observation_space = gym.spaces.Dict(
+            {"position": inner, "action_mask": gym.spaces.MultiBinary(4)}
+        )
+
+    def _wrap(self, observation, info):
+        return {"position": observation, "action_mask": info.pop("action_mask").astype(np.int8)}, info
+
+    def reset(self, *, seed=None, options=None):
+        return self._wrap(*super().reset(seed=seed, options=options))
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)
+        observation, info = self._wrap(observation, info)
+        return observation, reward, terminated, truncated, info
+
+
 register("RecordingBox-v0", entry_point=RecordingBoxEnv, max_episode_steps=3)
 register("NanReward-v0", entry_point=NanRewardEnv, max_episode_steps=50)
 register("TextAction-v0", entry_point=TextActionEnv)
 register("MaskedChain-v0", entry_point=MaskedChainEnv)
+register("MaskedChainDict-v0", entry_point=MaskedChainDictEnv)

@@ -193,10 +193,29 @@ class CollectorTest(absltest.TestCase):
 
         collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
         np.testing.assert_array_equal(buffer.mask[1, 0], [False, True, True, False])
+        self.assertTrue(np.all(buffer.mask[np.arange(3), :, np.arange(3)]))  # action t % 4 is valid at t
+
+    def test_mask_from_a_dict_observation(self):
+        collector, spec = make_collector("MaskedChainDict-v0", num_envs=2)
+        self.assertTrue(spec.has_mask)
+        self.assertEqual(spec.observation_shape, (1,))
+        buffer = rollout.Rollout(3, 2, spec)
+
+        def policy_step(observation, mask):
+            return {
+                "action": np.argmax(mask, -1).astype(np.int32),
+                "value": np.zeros(2),
+                "logits": np.zeros((2, 4)),
+            }
+
+        collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
+        np.testing.assert_array_equal(buffer.observation[:, 0, 0], [0, 1, 2])
+        np.testing.assert_array_equal(buffer.mask[2, 1], [False, False, True, True])
+        spec = envs_lib.action_spec(gym.spaces.Discrete(4))
         with self.assertRaisesRegex(ValueError, "allows no action in env 1"):
-            envs_lib.check_mask(np.array([[True, False, False, False], [False] * 4]), spec.action, 7)
+            envs_lib.check_mask(np.array([[True, False, False, False], [False] * 4]), spec, 7)
         with self.assertRaisesRegex(ValueError, r"shape \(2, 3\)"):
-            envs_lib.check_mask(np.ones((2, 3), bool), spec.action, 7)
+            envs_lib.check_mask(np.ones((2, 3), bool), spec, 7)
 
 
 if __name__ == "__main__":
