@@ -52,6 +52,18 @@ def has_checkpoint(logdir: str) -> bool:
     return tf.train.latest_checkpoint(os.path.join(logdir, CHECKPOINT_DIR)) is not None
 
 
+def configure_threads(config: Config) -> None:
+    """Must run before TensorFlow executes its first op; later (e.g. in tests) it is a no-op."""
+    if (
+        config.intra_op_threads
+        and tf.config.threading.get_intra_op_parallelism_threads() != config.intra_op_threads
+    ):
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        except RuntimeError:  # the runtime already started in this process
+            pass
+
+
 def seed_everything(config: Config) -> None:
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TF global seeds.
     if config.deterministic:
@@ -61,6 +73,7 @@ def seed_everything(config: Config) -> None:
 class Trainer:
     def __init__(self, config: Config, logdir: str, checkpoint: str | None = None):
         self.config, self.logdir = config, logdir
+        configure_threads(config)
         seed_everything(config)
         self.env = envs_lib.make_vector_env(config)
         self.spec = envs_lib.probe_spec(config.env, config.use_mask)
