@@ -40,6 +40,29 @@ class ClippedSurrogateTest(tf.test.TestCase):
         self.assertAllEqual(tape.gradient(loss, log_prob), [0.0])
 
 
+class TutorialRatioTest(tf.test.TestCase):
+    def test_prob_eps_ratio_by_hand(self):
+        # pi / (pi_old + 1e-5): 0.5 / (0.25 + 1e-5) = 1.99992; the exact ratio is 2.
+        log_ratio, ratio = losses.probability_ratio(
+            np.log([0.5, 1e-6], dtype=np.float32), np.log([0.25, 1e-6], dtype=np.float32), "prob_eps"
+        )
+        self.assertAllClose(ratio, [0.5 / (0.25 + 1e-5), 1e-6 / (1e-6 + 1e-5)], rtol=1e-5)
+        self.assertAllClose(log_ratio, np.log(ratio), rtol=1e-5)
+        # With a small old density the tutorial's ratio is far from the exact 1.
+        self.assertLess(float(ratio[1]), 0.1)
+
+    def test_clip_loss_with_the_tutorial_ratio(self):
+        # r = 1.99992 clips to 1.2 with A = 1: loss -1.2; r ~ 0.0909 with A = -1: min(-0.0909, -0.8).
+        loss, _ = losses.clipped_surrogate_loss(
+            np.log([0.5, 1e-6], dtype=np.float32),
+            np.log([0.25, 1e-6], dtype=np.float32),
+            np.array([1.0, -1.0], np.float32),
+            0.2,
+            "prob_eps",
+        )
+        self.assertAllClose(loss, -(1.2 - 0.8) / 2, atol=1e-5)
+
+
 class KlPenaltyTest(tf.test.TestCase):
     def test_value_by_hand(self):
         # -(mean(r A) - lambda mean(kl)) = -(-0.3 - 0.5 * 0.25) = 0.425.

@@ -107,7 +107,7 @@ class GaeTest(parameterized.TestCase):
         np.testing.assert_allclose(returns, expected + values, rtol=1e-5, atol=1e-5)
 
 
-def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0):
+def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0, store_clipped=False):
     vector_env = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
     )
@@ -115,12 +115,26 @@ def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0):
     spec = envs_lib.env_spec(
         vector_env.single_observation_space, vector_env.single_action_space, envs_lib.MASK_KEY in info
     )
-    return rollout.Collector(vector_env, spec, seed=0, reward_shift=shift, reward_scale=scale), spec
+    collector = rollout.Collector(
+        vector_env,
+        spec,
+        seed=0,
+        reward_shift=shift,
+        reward_scale=scale,
+        train_on_clipped_actions=store_clipped,
+    )
+    return collector, spec
 
 
 class CollectorTest(absltest.TestCase):
     def test_raw_actions_are_stored_while_the_env_gets_clipped_ones(self):
-        collector, spec = make_collector()
+        self._check_stored_actions(store_clipped=False)
+
+    def test_tutorial_parity_stores_the_clipped_actions(self):
+        self._check_stored_actions(store_clipped=True)
+
+    def _check_stored_actions(self, store_clipped):
+        collector, spec = make_collector(store_clipped=store_clipped)
         buffer = rollout.Rollout(4, 1, spec)
         raw = [np.array([[5.0, -0.5]], np.float32), np.array([[-3.0, 0.25]], np.float32)] * 2
 
@@ -136,7 +150,8 @@ class CollectorTest(absltest.TestCase):
 
         RecordingBoxEnv.received.clear()
         collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs), np.float32))
-        np.testing.assert_array_equal(buffer.action[:, 0], np.concatenate(raw))
+        stored = np.clip(np.concatenate(raw), -1, 1) if store_clipped else np.concatenate(raw)
+        np.testing.assert_array_equal(buffer.action[:, 0], stored)
         np.testing.assert_array_equal(np.stack(RecordingBoxEnv.received), np.clip(np.concatenate(raw), -1, 1))
 
     def test_truncation_uses_the_final_observation_and_raw_episode_returns(self):

@@ -18,6 +18,7 @@ KL_RULES = ("ppo", "dppo")
 VECTOR_MODES = ("sync", "async")
 POLICY_BACKENDS = ("numpy", "tf")
 HYBRID_RATIOS = ("joint", "per_head")
+RATIOS = ("log_prob", "prob_eps")
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,7 @@ class Config:
     norm_obs_clip: float = 10.0
     norm_reward: bool = False  # divide rewards by the running std of the discounted return.
     norm_reward_clip: float = 10.0
+    train_on_clipped_actions: bool = False  # the tutorial's bug: store the env's clipped action.
 
     # Objective.
     method: str = "clip"
@@ -75,6 +77,7 @@ class Config:
     kl_rule: str = "ppo"
     target_kl: float | None = None  # None: off; else stop the actor epochs once the batch KL exceeds it.
     ent_coef: float = 0.0
+    ratio: str = "log_prob"  # exp(log pi - log pi_old), or the tutorial's pi / (pi_old + 1e-5).
     hybrid_ratio: str = "joint"  # hybrid actions: one ratio of the joint probability, or one per head.
     vf_coef: float = 0.5  # weight of the value loss when actor and critic share a torso.
     clip_value: float = 0.0  # 0: off; else PPO2's value clipping around the behaviour value.
@@ -141,6 +144,7 @@ def validate(config: Config) -> None:
     _choice("vector_mode", config.vector_mode, VECTOR_MODES)
     _choice("policy_backend", config.policy_backend, POLICY_BACKENDS)
     _choice("hybrid_ratio", config.hybrid_ratio, HYBRID_RATIOS)
+    _choice("ratio", config.ratio, RATIOS)
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
         value = getattr(config, name)
         _require(value >= 1, f"--{name}={value} must be a positive integer")

@@ -271,10 +271,19 @@ def check_mask(mask: np.ndarray | None, spec: ActionSpec, step: int) -> None:
             )
 
 
+def clip_action(spec: ActionSpec, action: np.ndarray) -> np.ndarray:
+    """The batched flat action with Box actions (hybrid: the parameter columns) clipped to bounds."""
+    if spec.kind == "box":
+        return np.clip(action, spec.low, spec.high)
+    if spec.kind == "hybrid":
+        return np.concatenate([action[:, :1], np.clip(action[:, 1:], spec.low, spec.high)], axis=1)
+    return action
+
+
 def env_action(spec: ActionSpec, action: np.ndarray):
     """The batched action sent to a vector env; Box actions and parameters clipped to bounds."""
     if spec.kind == "box":
-        return np.clip(action, spec.low, spec.high)
+        return clip_action(spec, action)
     if spec.kind == "hybrid":
         action_type = action[:, 0].astype(np.int64)
         parameters = np.clip(action[:, 1:], spec.low, spec.high)

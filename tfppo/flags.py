@@ -36,6 +36,7 @@ HELP = {
     "norm_obs_clip": "Clip normalised observations to +- this.",
     "norm_reward": "Divide rewards by the running std of the discounted return (per env, reset at episode ends).",
     "norm_reward_clip": "Clip scaled rewards to +- this.",
+    "train_on_clipped_actions": "Tutorial parity: train on the action clipped to the Box bounds (what the env got) instead of the raw sample, which biases log-probs at the bounds.",
     "norm_adv": "Advantage normalisation: none (the tutorial), batch, or minibatch.",
     "method": "clip: clipped surrogate; kl_pen: surrogate minus lambda * KL(old || new).",
     "clip_epsilon": "Clip range epsilon of the clipped surrogate.",
@@ -46,6 +47,7 @@ HELP = {
     "kl_rule": "kl_pen: ppo (halve below target/1.5, double above 1.5 x target) or dppo (x0.5 below target/2, x1.5 above 2 x target).",
     "target_kl": "Stop the actor epochs once the batch KL exceeds this (> 0; unset: no such stop). kl_pen always stops at 4 x kl_target.",
     "ent_coef": "Entropy bonus coefficient.",
+    "ratio": "Probability ratio: log_prob = exp(log pi - log pi_old) (exact); prob_eps = pi / (pi_old + 1e-5), the tutorial's, which under- or overflows for peaked densities.",
     "hybrid_ratio": "Hybrid actions, clip method: joint (one ratio of p(type) p(used parameters | type)) or per_head (H-PPO: the type's and the parameters' ratios clipped separately, losses summed).",
     "vf_coef": "Value-loss weight when --shared_torso (one optimizer for both losses).",
     "clip_value": "PPO2 value clipping: keep V within +- this of the rollout's V (0: off).",
@@ -77,6 +79,7 @@ _CHOICES = {
     "vector_mode": config_lib.VECTOR_MODES,
     "policy_backend": config_lib.POLICY_BACKENDS,
     "hybrid_ratio": config_lib.HYBRID_RATIOS,
+    "ratio": config_lib.RATIOS,
 }
 
 

@@ -112,24 +112,35 @@ class Learner(tf.Module):
             # H-PPO's ratio per head: the action type and its parameters are clipped separately.
             type_log_prob, parameter_log_prob = distribution.log_prob_parts(minibatch["action"])
             loss, metrics = losses.clipped_surrogate_loss(
-                type_log_prob, minibatch["behavior_type_log_prob"], minibatch["advantage"], clip_epsilon
+                type_log_prob,
+                minibatch["behavior_type_log_prob"],
+                minibatch["advantage"],
+                clip_epsilon,
+                config.ratio,
             )
             parameter_loss, _ = losses.clipped_surrogate_loss(
                 parameter_log_prob,
                 minibatch["behavior_parameter_log_prob"],
                 minibatch["advantage"],
                 clip_epsilon,
+                config.ratio,
             )
             loss += parameter_loss
             metrics["policy_loss"] = loss
         elif config.method == "clip":
             loss, metrics = losses.clipped_surrogate_loss(
-                log_prob, behavior_log_prob, minibatch["advantage"], clip_epsilon
+                log_prob, behavior_log_prob, minibatch["advantage"], clip_epsilon, config.ratio
             )
         else:
             kl = self._behavior(minibatch, mask).kl_divergence(distribution)
             loss, metrics = losses.kl_penalty_loss(
-                log_prob, behavior_log_prob, minibatch["advantage"], kl, self.kl_lambda, clip_epsilon
+                log_prob,
+                behavior_log_prob,
+                minibatch["advantage"],
+                kl,
+                self.kl_lambda,
+                clip_epsilon,
+                config.ratio,
             )
             if config.kl_hinge_coef > 0:
                 loss += losses.kl_hinge(kl, config.kl_target, config.kl_hinge_coef)

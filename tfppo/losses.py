@@ -16,6 +16,22 @@ def normalize_advantages(advantage: tf.Tensor, std_floor: float = 1e-6) -> tf.Te
     return (advantage - mean) / tf.maximum(tf.sqrt(variance), std_floor)
 
 
+def probability_ratio(
+    log_prob: tf.Tensor, behavior_log_prob: tf.Tensor, mode: str = "log_prob"
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(log r, r) for r = pi / pi_old.
+
+    log_prob: exp(log_prob - behavior_log_prob), exact for any density.
+    prob_eps: pi / (pi_old + 1e-5), the Morvan tutorial's; biased where pi_old is small and
+    0 / 0-prone where densities underflow (kept for tutorial parity only).
+    """
+    if mode == "prob_eps":
+        ratio = tf.exp(log_prob) / (tf.exp(behavior_log_prob) + 1e-5)
+        return tf.math.log(tf.maximum(ratio, 1e-30)), ratio
+    log_ratio = log_prob - behavior_log_prob
+    return log_ratio, tf.exp(log_ratio)
+
+
 def _ratio_metrics(log_ratio: tf.Tensor, ratio: tf.Tensor, clip_epsilon) -> Metrics:
     return {
         # k1 = E[-log r] and k3 = E[(r - 1) - log r] estimate KL(behaviour || current) from
@@ -28,14 +44,17 @@ def _ratio_metrics(log_ratio: tf.Tensor, ratio: tf.Tensor, clip_epsilon) -> Metr
 
 
 def clipped_surrogate_loss(
-    log_prob: tf.Tensor, behavior_log_prob: tf.Tensor, advantage: tf.Tensor, clip_epsilon
+    log_prob: tf.Tensor,
+    behavior_log_prob: tf.Tensor,
+    advantage: tf.Tensor,
+    clip_epsilon,
+    ratio_mode: str = "log_prob",
 ) -> tuple[tf.Tensor, Metrics]:
-    """-E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r = exp(log_prob - behavior_log_prob).
+    """-E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r from `probability_ratio`.
 
     Where the clipped term is the smaller one, the gradient is exactly zero.
     """
-    log_ratio = log_prob - behavior_log_prob
-    ratio = tf.exp(log_ratio)
+    log_ratio, ratio = probability_ratio(log_prob, behavior_log_prob, ratio_mode)
     unclipped = ratio * advantage
     clipped = tf.clip_by_value(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon) * advantage
     loss = -tf.reduce_mean(tf.minimum(unclipped, clipped))
@@ -51,13 +70,13 @@ def kl_penalty_loss(
     kl: tf.Tensor,
     kl_lambda,
     clip_epsilon=0.2,
+    ratio_mode: str = "log_prob",
 ) -> tuple[tf.Tensor, Metrics]:
     """-(E[r A] - lambda E[KL(behaviour || current)]) (PPO paper, eq. 8).
 
     `kl` is [M], the exact per-sample KL; `clip_epsilon` is only used for the clip-fraction metric.
     """
-    log_ratio = log_prob - behavior_log_prob
-    ratio = tf.exp(log_ratio)
+    log_ratio, ratio = probability_ratio(log_prob, behavior_log_prob, ratio_mode)
     surrogate = tf.reduce_mean(ratio * advantage)
     mean_kl = tf.reduce_mean(kl)
     loss = -(surrogate - kl_lambda * mean_kl)

@@ -115,7 +115,8 @@ ValueFn = Callable[[np.ndarray], np.ndarray]
 class Collector:
     """Steps a vector env with a policy, fills Rollouts and keeps episode statistics.
 
-    The env sees clipped Box actions; the rollout keeps the raw sample. Episode returns are
+    The env sees clipped Box actions; the rollout keeps the raw sample (the clipped one with
+    `train_on_clipped_actions`, the tutorial's choice, for parity). Episode returns are
     the undiscounted sum of the raw env reward; training rewards are (r + shift) * scale.
     """
 
@@ -128,8 +129,10 @@ class Collector:
         reward_scale: float,
         window: int = 100,
         normalizers=None,
+        train_on_clipped_actions: bool = False,
     ):
         self.env = vector_env
+        self.train_on_clipped_actions = train_on_clipped_actions
         self.spec = spec
         self.reward_shift, self.reward_scale = reward_shift, reward_scale
         self.normalizers = normalizers
@@ -157,7 +160,10 @@ class Collector:
             rollout.observation[t] = self.observation
             if rollout.mask is not None:
                 rollout.mask[t] = self.mask
-            rollout.action[t] = out["action"]
+            action = out["action"]
+            if self.train_on_clipped_actions:
+                action = envs_lib.clip_action(self.spec.action, action)
+            rollout.action[t] = action
             rollout.behavior_value[t] = out["value"]
             for key, array in rollout.behavior_params.items():
                 array[t] = out[key]

@@ -110,6 +110,7 @@ class Trainer:
             config.reward_scale,
             RETURN_WINDOW,
             normalizers=self.normalizers,
+            train_on_clipped_actions=config.train_on_clipped_actions,
         )
         self.collector.env_steps = int(self.state.global_step.numpy())
         self.collector.episodes = int(self.state.episodes.numpy())
