@@ -68,6 +68,17 @@ class RunTest(tf.test.TestCase):
         records = read_jsonl(os.path.join(logdir, "metrics.jsonl"))
         self.assertEqual([r["global_step"] for r in records][-2:], [640, 768])
         self.assertEqual([r["update"] for r in records], [1, 2, 3, 4, 5, 6])
+        # episodes.csv: one row per finished episode across both sessions, one header.
+        with open(os.path.join(logdir, "episodes.csv")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0], "global_step,return,length")
+        rows = [line.split(",") for line in lines[1:]]
+        self.assertLen(rows, records[-1]["episodes"])
+        steps = [int(r[0]) for r in rows]
+        self.assertEqual(steps, sorted(steps))
+        self.assertLessEqual(steps[-1], 768)
+        for _, ret, length in rows:  # CartPole: the return is the length.
+            self.assertEqual(float(ret), float(length))
 
     def test_same_seed_same_metrics(self):
         config = dataclasses.replace(TINY, total_timesteps=256, eval_episodes=0, method="kl_pen")

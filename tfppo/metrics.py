@@ -1,4 +1,4 @@
-"""Where a run reports: TensorBoard scalars, metrics.jsonl, and the console progress.
+"""Where a run reports: TensorBoard scalars, metrics.jsonl, episodes.csv and the console progress.
 
 Only this module writes summaries. The console shows a tqdm bar on a terminal and, when
 output is not a terminal (CI, a log file), a plain progress line every `log_every_s` seconds.
@@ -45,6 +45,7 @@ GROUPS = {
     "critic_lr": "optim",
 }
 SKIP = {"global_step", "update", "wall_s"}
+EPISODES_FILE = "episodes.csv"  # one row per finished episode: env step at its end, return, length.
 
 
 def _format_duration(seconds: float) -> str:
@@ -74,6 +75,11 @@ class MetricsLogger:
     ):
         self.writer = tf.summary.create_file_writer(logdir)
         self.jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
+        episodes_path = os.path.join(logdir, EPISODES_FILE)
+        new_file = not os.path.exists(episodes_path)
+        self.episodes_csv = open(episodes_path, "a", encoding="utf-8")
+        if new_file:
+            self.episodes_csv.write("global_step,return,length\n")
         self.total_steps, self.total_episodes = total_steps, total_episodes
         self.stream = stream or sys.stderr
         self.log_every_s = log_every_s
@@ -104,6 +110,10 @@ class MetricsLogger:
 
         return write
 
+    def write_episodes(self, finished: list) -> None:
+        """Appends (env step, undiscounted return, length) rows; flushed with the next record."""
+        self.episodes_csv.writelines(f"{step},{ret:.6g},{length}\n" for step, ret, length in finished)
+
     def write(self, record: dict[str, float]) -> None:
         names = tuple(key for key in record if key not in SKIP)
         if self.summary_names != names:
@@ -114,6 +124,7 @@ class MetricsLogger:
         )
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
+        self.episodes_csv.flush()
         self._show(record)
 
     def _fraction_done(self, record) -> float:
@@ -156,3 +167,4 @@ class MetricsLogger:
         self.writer.flush()
         self.writer.close()
         self.jsonl.close()
+        self.episodes_csv.close()

@@ -147,6 +147,7 @@ class Collector:
         self.recent_successes = collections.deque(maxlen=window)  # from info["is_success"], if any
         self.episodes = 0
         self.env_steps = 0
+        self.finished = []  # (env step, return, length) of episodes ended since the last drain.
 
     def _normalize(self, observation: np.ndarray, update: bool) -> np.ndarray:
         if self.normalizers is None:
@@ -207,10 +208,18 @@ class Collector:
                 self.recent_successes.append(bool(successes[env]))
             self.recent_returns.append(float(self.running_return[env]))
             self.recent_lengths.append(int(self.running_length[env]))
+            self.finished.append(
+                (self.env_steps, float(self.running_return[env]), int(self.running_length[env]))
+            )
             self.episodes += 1
         self.running_return[done] = 0.0
         self.running_length[done] = 0
         self.observation, self.mask = next_observation, next_mask
+
+    def drain_finished(self) -> list:
+        """The (env step, return, length) of every episode ended since the last call."""
+        finished, self.finished = self.finished, []
+        return finished
 
     def return_mean(self) -> float:
         return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")

@@ -201,6 +201,7 @@ class Trainer:
                     "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
                     **metrics,
                 }
+                logger.write_episodes(self.collector.drain_finished())
                 logger.write(record)
                 if record["update"] % config.checkpoint_every == 0:
                     self.save()
