@@ -1,0 +1,59 @@
+"""tfppo.plot: the tutorial's smoothing, both figure styles, and its errors."""
+
+import json
+import os
+
+import numpy as np
+from absl.testing import absltest
+
+from tests.helpers import make_tempdir, run_module
+from tfppo import plot
+
+
+def fake_run(root: str, name: str, returns) -> str:
+    logdir = os.path.join(root, name)
+    os.makedirs(logdir)
+    with open(os.path.join(logdir, "metrics.jsonl"), "w") as f:
+        for i, value in enumerate(returns):
+            record = {"global_step": 200 * (i + 1), "episodes": i + 1, "episode_return_mean": value}
+            f.write(json.dumps(record) + "\n")
+    with open(os.path.join(logdir, "episodes.csv"), "w") as f:
+        f.write("global_step,return,length\n")
+        f.writelines(f"{200 * (i + 1)},{value},200\n" for i, value in enumerate(returns))
+    return logdir
+
+
+class PlotTest(absltest.TestCase):
+    def test_tutorial_smoothing_by_hand(self):
+        # -1000, then 0.9 * -1000 + 0.1 * -500 = -950, then 0.9 * -950 + 0.1 * -100 = -865.
+        np.testing.assert_allclose(
+            plot.tutorial_smoothing(np.array([-1000.0, -500.0, -100.0])), [-1000, -950, -865]
+        )
+
+    def test_read_episodes(self):
+        logdir = fake_run(make_tempdir(self), "a_seed0", [-1200.0, -800.0])
+        np.testing.assert_array_equal(plot.read_episodes(logdir), [[200, -1200, 200], [400, -800, 200]])
+
+    def test_both_styles_write_a_png(self):
+        root = make_tempdir(self)
+        runs = [fake_run(root, f"clip_seed{s}", np.linspace(-1200, -300 - s, 50)) for s in range(2)]
+        for style in ([], ["--tutorial"]):
+            out = os.path.join(root, f"curve{len(style)}.png")
+            self.assertEqual(plot.main([*runs, f"--out={out}", *style]), 0)
+            with open(out, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_missing_run_is_one_line_and_exit_2(self):
+        missing = os.path.join(make_tempdir(self), "nothing_here")
+        result = run_module("tfppo.plot", missing, timeout=120)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.strip().count("\n"), 0, result.stderr)
+        self.assertIn("nothing_here", result.stderr)
+        result = run_module("tfppo.plot", missing, "--x=bogus", timeout=120)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("bogus", result.stderr)
+        self.assertEqual(result.stderr.strip().count("\n"), 0, result.stderr)
+
+
+if __name__ == "__main__":
+    absltest.main()
