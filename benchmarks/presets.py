@@ -34,6 +34,7 @@ THRESHOLDS = {
     "morvan_pendulum_clip": ("episode_return_mean", -400.0),
     "morvan_pendulum_kl_pen": ("episode_return_mean", -400.0),
     "morvan_pendulum_tutorial": ("episode_return_mean", -400.0),
+    "morvan_dppo_pendulum": ("episode_return_mean", -400.0),
     "cartpole": ("episode_return_mean", 475.0),
     "acrobot": ("episode_return_mean", -85.0),
     "pendulum": ("episode_return_mean", -200.0),

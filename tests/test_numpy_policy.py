@@ -24,6 +24,7 @@ class NumpyPolicyTest(tf.test.TestCase, parameterized.TestCase):
         dict(spec=BOX, sigma="state_dependent", squash_mean=True, activation="elu"),
         dict(spec=BOX, sigma="state_dependent", shared_torso=True),
         dict(spec=MASKED),
+        dict(spec=BOX, critic_hidden_sizes=(5, 3, 2)),
     )
     def test_params_and_values_match_the_keras_models(self, spec, **overrides):
         config = Config(env="x", hidden_sizes=(16, 8), ortho_init=False, **overrides)
@@ -38,6 +39,8 @@ class NumpyPolicyTest(tf.test.TestCase, parameterized.TestCase):
         for key, value in policy.params(observation).items():
             self.assertAllClose(value, expected[key], atol=1e-5)
         self.assertAllClose(policy.value(observation), critic(observation), atol=1e-5)
+        kernels = [layer.kernel.shape[1] for layer in critic.torso.layers]
+        self.assertEqual(tuple(kernels), config.critic_hidden_sizes or config.hidden_sizes)
 
     def test_sync_follows_the_weights(self):
         actor, critic = networks.build(BOX, Config(env="x"))

@@ -107,6 +107,9 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         ("bad_enum", ["--method=trpo"], "trpo"),
         ("target_kl_zero", ["--target_kl=0"], "--target_kl=0.0 must be > 0"),
         ("negative_coefficient", ["--ent_coef=-0.01"], "--ent_coef=-0.01 must be >= 0"),
+        ("bad_critic_sizes", ["--critic_hidden_sizes=64,x"], "--critic_hidden_sizes=64,x must be integers"),
+        ("shared_torso_sizes", ["--shared_torso", "--critic_hidden_sizes=32"], "--critic_hidden_sizes=32"),
+        ("bad_ratio", ["--ratio=exp"], "exp"),
     )
     def test_bad_input_is_one_line_and_exit_code_2(self, args, expected):
         logdir = os.path.join(make_tempdir(self), "run")

@@ -95,6 +95,7 @@ class Config:
 
     # Networks.
     hidden_sizes: tuple[int, ...] = (64, 64)
+    critic_hidden_sizes: tuple[int, ...] = ()  # empty: the critic uses hidden_sizes too.
     activation: str = "tanh"
     sigma: str = "state_independent"
     sigma_init: float = 1.0  # the fixed sigma, or the initial one for the trained modes.
@@ -116,8 +117,17 @@ class Config:
         """M: transitions per gradient step."""
         return self.batch_size // self.num_minibatches
 
+    @property
+    def critic_sizes(self) -> tuple[int, ...]:
+        return self.critic_hidden_sizes or self.hidden_sizes
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """Inverse of to_dict after a JSON round trip (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _require(condition: bool, message: str) -> None:
@@ -191,8 +201,14 @@ def validate(config: Config) -> None:
         f"--actor_epochs={config.actor_epochs}",
     )
     _require(len(config.hidden_sizes) >= 1, "--hidden_sizes needs at least one layer, e.g. 64,64")
-    for size in config.hidden_sizes:
-        _require(size >= 1, f"--hidden_sizes contains {size}; every layer needs >= 1 unit")
+    for name in ("hidden_sizes", "critic_hidden_sizes"):
+        for size in getattr(config, name):
+            _require(size >= 1, f"--{name} contains {size}; every layer needs >= 1 unit")
+    _require(
+        not config.shared_torso or config.critic_sizes == config.hidden_sizes,
+        f"--shared_torso shares one torso: --critic_hidden_sizes={','.join(map(str, config.critic_hidden_sizes))} "
+        "must be empty or equal --hidden_sizes",
+    )
     _require(
         config.batch_size % config.num_minibatches == 0,
         f"--num_minibatches={config.num_minibatches} does not divide the batch of "

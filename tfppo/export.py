@@ -161,10 +161,9 @@ def export_checkpoint(logdir: str, out: str, checkpoint: str = "") -> str:
         raise ConfigError(f"--out={out!r} already holds files; choose a new directory")
     with open(flags_path, encoding="utf-8") as f:
         saved = json.load(f)
-    saved["hidden_sizes"] = tuple(saved["hidden_sizes"])
     from tfppo.config import Config
 
-    config = Config(**{**saved, "resume": True})
+    config = Config.from_dict({**saved, "resume": True})
     run = trainer.Trainer(config, logdir, checkpoint=checkpoint or None)
     try:
         return run.export(out)

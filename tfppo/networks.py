@@ -151,7 +151,7 @@ class Critic(keras.Model):
     def __init__(self, config: Config, torso: keras.Sequential | None = None, **kwargs):
         super().__init__(**kwargs)
         if torso is None:
-            torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
+            torso = make_torso(config.critic_sizes, config.activation, config.ortho_init, "torso")
         self.torso = torso
         self.value = keras.layers.Dense(
             1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"

@@ -52,7 +52,7 @@ def resolve(config_lib, trainer):
             raise config_lib.ConfigError(f"--resume: no checkpoint of a tfppo run in --logdir={logdir!r}")
         with open(saved_path, encoding="utf-8") as f:
             saved = json.load(f)
-        saved["hidden_sizes"] = tuple(saved["hidden_sizes"])
+        saved = config_lib.Config.from_dict(saved).to_dict()
         changed = sorted(
             name
             for name in flags_lib.explicitly_set(FLAGS) - RESUMABLE
