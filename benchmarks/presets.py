@@ -144,7 +144,8 @@ def write_table(rows: list, out: str, command: str) -> str:
     return path
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with every preset's flagfile checked (exit 2 naming a missing one)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -154,12 +155,22 @@ def main() -> None:
     parser.add_argument("--out", default="docs/benchmarks/core")
     parser.add_argument("--combined", default="", help="also draw every preset into this one PNG")
     parser.add_argument("extra", nargs="*", help="extra train flags, after --")
-    args = parser.parse_args()
-    presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
-    names = [parse_preset(p)[0] for p in presets]
+    args = parser.parse_args(argv)
+    names = [parse_preset(p)[0] for p in args.presets.split(",")]
     unknown = [p for p in names if not os.path.isfile(os.path.join(REPO, "experiments", f"{p}.flags"))]
     if unknown:
-        sys.exit(f"error: no experiments/{unknown[0]}.flags")
+        parser.exit(2, f"error: no experiments/{unknown[0]}.flags\n")
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.exit(2, f"error: --seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2\n")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    presets, seeds = args.presets.split(","), args.seed_list
+    names = [parse_preset(p)[0] for p in presets]
     out = os.path.join(REPO, args.out)
     os.makedirs(out, exist_ok=True)
     jobs = [(p, s) for p in presets for s in seeds]

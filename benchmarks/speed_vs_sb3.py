@@ -130,7 +130,7 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -149,7 +149,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip_sb3", action="store_true", help="run tfppo only")
     parser.add_argument("--skip_tfppo", action="store_true", help="run SB3 only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown or not args.presets:

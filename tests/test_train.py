@@ -127,6 +127,15 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIn("no checkpoint", result.stderr)
         self.assertEqual(os.listdir(logdir), [])
 
+    def test_helpfull_documents_every_flag_in_groups_and_exits_0(self):
+        result = run_cli("--helpfull", timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        groups = [line for line in result.stdout.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.")]
+        self.assertLen(groups, 5)
+        self.assertLess(result.stdout.index("1. experiment"), result.stdout.index("absl.app"))
+        for field in dataclasses.fields(Config):
+            self.assertRegex(result.stdout, rf"--(\[no\])?{field.name}:")
+
     def test_existing_logdir_is_not_overwritten(self):
         logdir = make_tempdir(self)
         with open(os.path.join(logdir, "metrics.jsonl"), "w") as f:

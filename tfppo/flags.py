@@ -13,7 +13,7 @@ from absl import flags
 from tfppo import config as config_lib
 
 HELP = {
-    "env": "Gymnasium env id (Discrete or 1-D Box actions; Box observations).",
+    "env": "Gymnasium env id, or module:EnvId to import the module that registers it. Actions: Box, Discrete (masks from info or a Dict observation), MultiDiscrete, or Tuple/Dict of Discrete and Box (hybrid); observations: Box, or a Dict of a Box and an action_mask.",
     "seed": "One seed for Python, NumPy, TF and the envs (env i gets seed + i).",
     "logdir": "Run directory; default runs/<env>_<method>_seed<seed>_<time>. Must be new unless --resume.",
     "resume": "Continue the run in --logdir from its latest checkpoint.",
@@ -84,24 +84,38 @@ _CHOICES = {
 }
 
 
+# --helpfull groups: the Config field that opens each section (fields are in section order).
+# The names sort before absl's own modules, so tfppo's flags come first.
+_GROUP_STARTS = {
+    "env": "1. experiment",
+    "num_steps": "2. rollout, rewards and advantages",
+    "method": "3. objective",
+    "actor_lr": "4. optimisation",
+    "hidden_sizes": "5. networks",
+}
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines one flag per Config field, defaulting to the Config default."""
+    """Defines one flag per Config field, defaulting to the Config default, grouped for --helpfull."""
     hints = typing.get_type_hints(config_lib.Config)
+    group = None
     for field in dataclasses.fields(config_lib.Config):
         name, default, kind = field.name, field.default, hints[field.name]
+        group = _GROUP_STARTS.get(name, group)
+        common = dict(flag_values=flag_values, module_name=group)
         help_text = HELP[name]
         if name in _CHOICES:
-            flags.DEFINE_enum(name, default, list(_CHOICES[name]), help_text, flag_values=flag_values)
+            flags.DEFINE_enum(name, default, list(_CHOICES[name]), help_text, **common)
         elif kind is bool:
-            flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_bool(name, default, help_text, **common)
         elif kind is int:
-            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_integer(name, default, help_text, **common)
         elif kind is float or kind == (float | None):
-            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_float(name, default, help_text, **common)
         elif kind is str:
-            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_string(name, default, help_text, **common)
         else:  # Tuple[int, ...]
-            flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=flag_values)
+            flags.DEFINE_list(name, [str(v) for v in default], help_text, **common)
 
 
 def to_config(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
@@ -125,13 +139,14 @@ def explicitly_set(flag_values: flags.FlagValues = flags.FLAGS) -> set:
     return {f.name for f in dataclasses.fields(config_lib.Config) if flag_values[f.name].present}
 
 
-def config_from_flagfile(path: str, **overrides) -> config_lib.Config:
-    """The Config a `--flagfile=path` run gets (plus overrides), parsed by absl as the CLI does."""
+def config_from_args(args: list[str]) -> config_lib.Config:
+    """The Config that `python -m tfppo.train ARGS` gets, parsed by absl as the CLI does."""
     flag_values = flags.FlagValues()
     define_flags(flag_values)
-    flag_values(["tfppo", f"--flagfile={path}"])
-    values = {
-        field.name: getattr(to_config(flag_values), field.name)
-        for field in dataclasses.fields(config_lib.Config)
-    }
-    return config_lib.Config(**{**values, **overrides})
+    flag_values(["tfppo", *args])
+    return to_config(flag_values)
+
+
+def config_from_flagfile(path: str, **overrides) -> config_lib.Config:
+    """The Config a `--flagfile=path` run gets (plus overrides)."""
+    return dataclasses.replace(config_from_args([f"--flagfile={path}"]), **overrides)

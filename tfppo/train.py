@@ -29,12 +29,19 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+HELP_FLAGS = ("-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
 def parse_flags(argv):
-    """absl parsing with a one-line error and exit code 2 (absl's own exits with 1)."""
+    """absl parsing with a one-line error and exit code 2 (absl's own exits with 1); help exits 0."""
     try:
         return FLAGS(argv)
     except flags.Error as error:
         fail(f"{error}; see --helpfull")
+    except SystemExit as exit_:
+        if any(arg in HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise exit_
 
 
 def default_logdir(config) -> str:

@@ -1,0 +1,127 @@
+"""Every command in the docs' code blocks runs, with tiny budgets.
+
+`python -m tfppo.*` commands run as a user types them, cut to one update, with run directories
+moved into a temporary one (`runs/X` -> TMP/runs/X; a placeholder such as `runs/<logdir>`, or a
+run no command made, becomes one of the runs made). Benchmark commands: their script parses
+them, and every preset variant they name builds a valid Config from its flagfile and flags.
+"""
+
+import concurrent.futures
+import glob
+import json
+import os
+import shlex
+import sys
+
+from absl.testing import absltest
+
+from tests.helpers import REPO, make_tempdir, run_module
+from tfppo.flags import config_from_args
+
+DOCS = ["README.md", "BUILD.md", "benchmarks/README_speed.md"] + sorted(
+    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md"))
+)
+PREFIX = ".venv/bin/python "
+
+
+def doc_commands() -> list[tuple[str, list[str]]]:
+    """(doc, argv after `python`) of every `.venv/bin/python ...` line in a fenced code block."""
+    commands = []
+    for doc in DOCS:
+        in_block = False
+        with open(os.path.join(REPO, doc), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("```"):
+                    in_block = not in_block
+                elif in_block and line.strip().startswith(PREFIX):
+                    commands.append((doc, shlex.split(line.strip()[len(PREFIX) :], comments=True)))
+    return commands
+
+
+def finished_runs(root: str) -> list[str]:
+    found = glob.glob(os.path.join(root, "runs", "**", "summary.json"), recursive=True)
+    return sorted(os.path.dirname(p) for p in found)
+
+
+class DocCommandsTest(absltest.TestCase):
+    def test_the_docs_have_commands(self):
+        modules = {argv[1] for _, argv in doc_commands() if argv[0] == "-m"}
+        self.assertContainsSubset({"tfppo.train", "tfppo.plot", "pytest"}, modules)
+
+    def test_every_tfppo_command_runs(self):
+        root = make_tempdir(self)
+        commands = [(doc, argv[1], argv[2:]) for doc, argv in doc_commands() if argv[0] == "-m"]
+        commands = [c for c in commands if c[1].startswith("tfppo.")]
+
+        def relocate(arg: str) -> str:
+            name, eq, value = arg.partition("=")
+            path = value if eq else arg
+            if path.startswith("runs/") or (eq and name == "--out"):
+                return (name + "=" if eq else "") + os.path.join(root, path)
+            return arg
+
+        def run(item, resumed_from=None):
+            doc, module, args = item
+            args = [relocate(a) for a in args]
+            if module == "tfppo.train" and "--helpfull" not in args:
+                if not any(a.startswith("--logdir=") for a in args):
+                    args.append(f"--logdir={os.path.join(root, 'runs', f'default_{abs(hash(tuple(args)))}')}")
+                if "--resume" in args:  # One update more than the run it continues.
+                    logdir = next(a for a in args if a.startswith("--logdir=")).split("=", 1)[1]
+                    with open(os.path.join(logdir, "summary.json")) as f:
+                        steps = json.load(f)["global_step"] + 1
+                    args += [f"--total_timesteps={steps}", "--max_episodes=0", "--eval_episodes=0"]
+                else:
+                    args += ["--total_timesteps=1", "--max_episodes=0", "--eval_episodes=0"]
+            return doc, module, args, run_module(module, *args, timeout=600)
+
+        fresh = [c for c in commands if c[1] == "tfppo.train" and "--resume" not in c[2]]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # Two at a time: 2-core machines.
+            results = list(pool.map(run, fresh))
+        results += [run(c) for c in commands if c[1] == "tfppo.train" and "--resume" in c[2]]
+        runs = finished_runs(root)
+        self.assertNotEmpty(runs)
+        for doc, module, args in (c for c in commands if c[1] != "tfppo.train"):
+            # A run the docs only name (runs/a, runs/<logdir>): one of the runs made above.
+            args = [
+                runs[i % len(runs)]
+                if a.startswith("runs/") and not os.path.isdir(os.path.join(root, a))
+                else a
+                for i, a in enumerate(args)
+            ]
+            results.append(run((doc, module, args)))
+        for doc, module, args, result in results:
+            self.assertEqual(
+                result.returncode, 0, f"{doc}: python -m {module} {' '.join(args)}\n{result.stderr[-3000:]}"
+            )
+        self.assertGreaterEqual(len(results), 8)
+
+    def test_every_benchmark_command_parses_and_names_valid_presets(self):
+        sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import presets  # noqa: PLC0415
+        import speed_vs_sb3  # noqa: PLC0415
+
+        variants = 0
+        for doc, argv in doc_commands():
+            if not argv[0].startswith("benchmarks/"):
+                continue
+            # The script's own parser accepts the command (SB3's separate venv is optional here).
+            if argv[0] == "benchmarks/presets.py":
+                args = presets.parse_args(argv[1:])
+                texts = args.presets.split(",")
+            elif argv[0] == "benchmarks/speed_vs_sb3.py":
+                speed_vs_sb3.parse_args([*argv[1:], "--skip_sb3"])
+                texts = []
+            else:
+                self.fail(f"{doc}: no check for {argv[0]}; add one")
+            for text in texts:
+                name, _, extra = presets.parse_preset(text)
+                flagfile = os.path.join(REPO, "experiments", f"{name}.flags")
+                self.assertTrue(os.path.isfile(flagfile), f"{doc}: no flagfile for {text}")
+                config_from_args([f"--flagfile={flagfile}", *extra])  # Raises on a bad flag or value.
+                variants += 1
+        self.assertGreaterEqual(variants, 5)
+
+
+if __name__ == "__main__":
+    absltest.main()
