@@ -51,6 +51,7 @@ class Config:
     checkpoint_every: int = 50  # updates between checkpoints; the last update always saves.
     use_mask: bool = True  # apply the env's invalid-action mask (False: to see what it buys).
     intra_op_threads: int = 1  # TF threads per op; 1 measured fastest for small networks (0: TF's default).
+    step_latency_ms: float = 0.0  # benchmarks: every env step also sleeps this long (a slow simulator).
     policy_backend: str = "numpy"  # acting: a NumPy mirror of the networks, or compiled TF.
     deterministic: bool = True  # TF op determinism: same seed, same numbers.
 
@@ -174,6 +175,7 @@ def validate(config: Config) -> None:
         value = getattr(config, name)
         _require(value > 0, f"--{name}={value} must be > 0")
     for name in (
+        "step_latency_ms",
         "ent_coef",
         "vf_coef",
         "clip_value",

@@ -8,6 +8,7 @@ are sent to the env (training always sees the raw sample).
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -168,6 +169,18 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"--env={env_id!r} needs a package that is not installed: {error}") from None
 
 
+class StepLatency(gym.Wrapper):
+    """Sleeps `latency_s` in every step: a stand-in for an expensive simulator (benchmarks)."""
+
+    def __init__(self, env: gym.Env, latency_s: float):
+        super().__init__(env)
+        self.latency_s = latency_s
+
+    def step(self, action):
+        time.sleep(self.latency_s)
+        return self.env.step(action)
+
+
 def parameter_mask_of(env, info: dict):
     """A hybrid env's [K, P] type-to-parameter mask: info["parameter_mask"] or PARAMETER_MASK."""
     mask = info.get(PARAMETER_MASK_KEY)
@@ -204,7 +217,13 @@ def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
 def make_vector_env(config: Config) -> gym.vector.VectorEnv:
     """num_envs copies of config.env, auto-resetting in the same step (final obs in info)."""
     probe_spec(config.env, config.use_mask)  # Fails fast, in this process, on a bad id or unsupported spaces.
-    thunks = [lambda: make_env(config.env) for _ in range(config.num_envs)]
+    latency_s = config.step_latency_ms / 1000.0
+
+    def thunk():
+        env = make_env(config.env)
+        return StepLatency(env, latency_s) if latency_s > 0 else env
+
+    thunks = [thunk] * config.num_envs
     kwargs = dict(autoreset_mode=AutoresetMode.SAME_STEP)
     if config.vector_mode == "async":
         return gym.vector.AsyncVectorEnv(thunks, **kwargs)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfppo import distributions, losses
 from tfppo.config import Config
+from tfppo.distributed import Replicas
 from tfppo.envs import EnvSpec
 from tfppo.optimizers import FusedAdam
 
@@ -56,7 +57,8 @@ class Learner(tf.Module):
     minimises policy loss + vf_coef * value loss over all variables.
     """
 
-    def __init__(self, actor, critic, spec: EnvSpec, config: Config):
+    def __init__(self, actor, critic, spec: EnvSpec, config: Config, replicas: Replicas | None = None):
+        """replicas: all-reduces across the workers of a multi-worker run (tfppo.distributed)."""
         super().__init__(name="learner")
         self.actor, self.critic, self.spec, self.config = actor, critic, spec, config
         self.kind = spec.action.kind
@@ -73,6 +75,7 @@ class Learner(tf.Module):
         self.rng = tf.random.Generator.from_seed(config.seed + 7919)
         self.param_keys = tuple(spec.action.param_dims())
         self._per_head = spec.action.kind == "hybrid" and config.hybrid_ratio == "per_head"
+        self.replicas = replicas or Replicas()
         self.compiled_update = tf.function(
             self._update,
             input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
@@ -99,8 +102,14 @@ class Learner(tf.Module):
         else:
             minibatch = {key: tf.gather(value, indices) for key, value in batch.items()}
         if self.config.norm_adv == "minibatch":
-            minibatch["advantage"] = losses.normalize_advantages(minibatch["advantage"])
+            minibatch["advantage"] = self._normalize(minibatch["advantage"])
         return minibatch
+
+    def _normalize(self, advantage):
+        """Advantage normalisation with the global statistics of every worker's advantages."""
+        if not self.replicas.active:
+            return losses.normalize_advantages(advantage)
+        return losses.normalize_advantages(advantage, moments=self.replicas.moments)
 
     def _actor_loss(self, minibatch, clip_epsilon):
         config, mask = self.config, minibatch.get("mask")
@@ -176,6 +185,8 @@ class Learner(tf.Module):
             self.critic_variables if train_critic or self.shared else []
         )
         gradients = tape.gradient(total, variables)
+        if self.replicas.active:  # The mean gradient of all workers: replicas stay identical.
+            gradients = self.replicas.mean(gradients)
         split = len(self.actor_variables) if (train_actor or self.shared) else 0
         if self.shared:
             gradients, norm = self._clip(gradients)
@@ -194,7 +205,7 @@ class Learner(tf.Module):
     def _batch_kl(self, batch, behavior):
         """Exact mean KL(behaviour || current) over the whole batch, and the current policy."""
         current = self.actor(batch["observation"], action_mask=batch.get("mask"))
-        return tf.reduce_mean(behavior.kl_divergence(current)), current
+        return self.replicas.mean(tf.reduce_mean(behavior.kl_divergence(current))), current
 
     def _stop_kl(self):
         """The actor stops once the batch KL passes this: 4 x target for kl_pen, --target_kl."""
@@ -256,7 +267,7 @@ class Learner(tf.Module):
         self.critic_optimizer.learning_rate.assign(config.critic_lr * decay)
         batch = dict(batch)
         if config.norm_adv == "batch":
-            batch["advantage"] = losses.normalize_advantages(batch["advantage"])
+            batch["advantage"] = self._normalize(batch["advantage"])
         behavior = self._behavior(batch, batch.get("mask"))
         batch["behavior_log_prob"] = behavior.log_prob(batch["action"])
         if self._per_head:
@@ -294,4 +305,8 @@ class Learner(tf.Module):
             metrics["sigma_mean"] = tf.reduce_mean(scale)
             metrics["sigma_min"] = tf.reduce_min(scale)
             metrics["sigma_max"] = tf.reduce_max(scale)
+        if self.replicas.active:  # Every worker reports the mean over workers.
+            names = sorted(metrics)
+            values = tf.unstack(self.replicas.mean(tf.stack([metrics[n] for n in names])))
+            metrics = dict(zip(names, values, strict=True))
         return metrics

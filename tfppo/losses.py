@@ -10,9 +10,13 @@ import tensorflow as tf
 Metrics = dict[str, tf.Tensor]
 
 
-def normalize_advantages(advantage: tf.Tensor, std_floor: float = 1e-6) -> tf.Tensor:
-    """(A - mean) / max(std, std_floor): a batch with no spread gives zeros, never NaN."""
-    mean, variance = tf.nn.moments(advantage, axes=[0])
+def normalize_advantages(advantage: tf.Tensor, std_floor: float = 1e-6, moments=None) -> tf.Tensor:
+    """(A - mean) / max(std, std_floor): a batch with no spread gives zeros, never NaN.
+
+    moments: x -> (mean, variance); default this batch's. Multi-worker training passes the
+    all-reduced statistics of every worker's batch (tfppo.distributed.Replicas.moments).
+    """
+    mean, variance = tf.nn.moments(advantage, axes=[0]) if moments is None else moments(advantage)
     return (advantage - mean) / tf.maximum(tf.sqrt(variance), std_floor)
 
 

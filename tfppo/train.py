@@ -49,8 +49,11 @@ def default_logdir(config) -> str:
     return os.path.join("runs", f"{config.env}_{config.method}_seed{config.seed}_{stamp}")
 
 
-def resolve(config_lib, trainer):
-    """Flags -> (config, logdir), checking the logdir against --resume. Writes nothing."""
+def resolve(config_lib, trainer, chief: bool = True):
+    """Flags -> (config, logdir), checking the logdir against --resume. Writes nothing.
+
+    A non-chief worker of a multi-worker run skips the new-logdir check: the chief makes it.
+    """
     config = flags_lib.to_config(FLAGS)
     logdir = config.logdir or default_logdir(config)
     saved_path = os.path.join(logdir, FLAGS_FILE)
@@ -72,7 +75,7 @@ def resolve(config_lib, trainer):
             )
         overrides = {name: getattr(config, name) for name in RESUMABLE}
         config = dataclasses.replace(config_lib.Config(**saved), **overrides)
-    elif os.path.isdir(logdir) and os.listdir(logdir):
+    elif chief and os.path.isdir(logdir) and os.listdir(logdir):
         raise config_lib.ConfigError(
             f"--logdir={logdir!r} already holds files; pass --resume to continue that run, or choose a new --logdir"
         )
@@ -85,18 +88,34 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here.
     # Heavy imports after flag parsing, so --help and flag errors are instant.
     from tfppo import config as config_lib
-    from tfppo import envs, trainer
+    from tfppo import distributed, envs, trainer
 
     try:
-        config, logdir = resolve(config_lib, trainer)
+        cluster = distributed.cluster_from_env()  # From TF_CONFIG; None: one process.
+        chief = cluster is None or cluster.is_chief
+        config, logdir = resolve(config_lib, trainer, chief)
         envs.probe_spec(config.env)  # Before anything is written.
-        os.makedirs(logdir, exist_ok=True)
-        with open(os.path.join(logdir, FLAGS_FILE), "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2)
-        summary = trainer.train(config, logdir)
+        strategy = None
+        if cluster is not None:  # Before TensorFlow runs any op.
+            trainer.configure_threads(config)
+            strategy = distributed.make_strategy()
+        if chief:
+            os.makedirs(logdir, exist_ok=True)
+            with open(os.path.join(logdir, FLAGS_FILE), "w", encoding="utf-8") as f:
+                json.dump(config.to_dict(), f, indent=2)
+        summary = trainer.train(config, logdir, cluster, strategy)
     except (config_lib.ConfigError, trainer.TrainingError) as error:
         fail(str(error))
+    if not chief:
+        print(
+            f"worker {summary['worker']} finished at env step {summary['global_step']}; "
+            f"weights digest {summary['weights_digest']}",
+            flush=True,
+        )
+        return
     print_summary(summary)
+    if cluster is not None:
+        print(f"  workers {cluster.num_workers}; weights digest {summary['weights_digest']}", flush=True)
 
 
 def print_summary(summary) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -15,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfppo import distributed, evaluation, networks, plot
 from tfppo import envs as envs_lib
-from tfppo import evaluation, networks, plot
 from tfppo import export as export_lib
 from tfppo import learner as learner_lib
 from tfppo import rollout as rollout_lib
@@ -64,6 +65,100 @@ def configure_threads(config: Config) -> None:
             pass
 
 
+class LocalStats:
+    """The run's counters and episode statistics as reported: this process's collector."""
+
+    def __init__(self, collector: rollout_lib.Collector):
+        self.collector = collector
+
+    def refresh(self) -> None:
+        """Called after every update (a no-op here)."""
+
+    @property
+    def env_steps(self) -> int:
+        return self.collector.env_steps
+
+    @property
+    def episodes(self) -> int:
+        return self.collector.episodes
+
+    def return_mean(self) -> float:
+        return self.collector.return_mean()
+
+    def length_mean(self) -> float:
+        lengths = self.collector.recent_lengths
+        return float(np.mean(lengths)) if lengths else float("nan")
+
+    def success_rate(self) -> float | None:
+        return self.collector.success_rate()
+
+
+class GlobalStats(LocalStats):
+    """Sums over every worker, from one all-reduce per update, continuing a restored run's counts.
+
+    Every worker computes the same numbers, so every worker takes the same stop decision.
+    """
+
+    def __init__(self, collector, replicas, base_steps: int, base_episodes: int):
+        super().__init__(collector)
+        self.base_steps, self.base_episodes = base_steps, base_episodes
+        self.values = np.zeros(8)
+        self._sum = tf.function(replicas.sum, input_signature=[tf.TensorSpec([8], tf.float64)])
+
+    def refresh(self) -> None:
+        c = self.collector
+        local = [
+            c.env_steps,
+            c.episodes,
+            sum(c.recent_returns),
+            len(c.recent_returns),
+            sum(c.recent_successes),
+            len(c.recent_successes),
+            sum(c.recent_lengths),
+            len(c.recent_lengths),
+        ]
+        self.values = self._sum(tf.constant(local, tf.float64)).numpy()
+
+    @property
+    def env_steps(self) -> int:
+        return self.base_steps + int(self.values[0])
+
+    @property
+    def episodes(self) -> int:
+        return self.base_episodes + int(self.values[1])
+
+    def return_mean(self) -> float:
+        return self.values[2] / self.values[3] if self.values[3] else float("nan")
+
+    def length_mean(self) -> float:
+        return self.values[6] / self.values[7] if self.values[7] else float("nan")
+
+    def success_rate(self) -> float | None:
+        return self.values[4] / self.values[5] if self.values[5] else None
+
+
+class _NoLogger:
+    """What a non-chief worker writes: nothing."""
+
+    def write_episodes(self, finished) -> None:
+        pass
+
+    def write(self, record) -> None:
+        pass
+
+    def close(self, final=None) -> None:
+        pass
+
+
+def weights_digest(*models) -> str:
+    """A short hash of every weight: equal on every worker while replicas stay in sync."""
+    digest = hashlib.sha256()
+    for model in models:
+        for variable in model.variables:
+            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def seed_everything(config: Config) -> None:
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TF global seeds.
     if config.deterministic:
@@ -71,15 +166,27 @@ def seed_everything(config: Config) -> None:
 
 
 class Trainer:
-    def __init__(self, config: Config, logdir: str, checkpoint: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        logdir: str,
+        checkpoint: str | None = None,
+        cluster: distributed.Cluster | None = None,
+        strategy=None,
+    ):
+        """cluster and strategy: multi-worker training (tfppo.distributed); None: one process."""
         self.config, self.logdir = config, logdir
+        self.cluster, self.strategy = cluster, strategy
+        self.is_chief = cluster is None or cluster.is_chief
+        worker = cluster.index if cluster else 0
         configure_threads(config)
         seed_everything(config)
         self.env = envs_lib.make_vector_env(config)
         self.spec = envs_lib.probe_spec(config.env, config.use_mask)
         self.actor, self.critic = networks.build(self.spec, config)
         self.tf_policy = Policy(self.actor, self.critic, self.spec, config.seed)
-        self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config)
+        self.replicas = distributed.Replicas(cluster.num_workers if cluster else 1)
+        self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config, self.replicas)
         self.state = TrainState()
         self.normalizers = Normalizers(self.spec.observation_shape, config.num_envs, config)
         self.checkpoint = tf.train.Checkpoint(
@@ -97,8 +204,8 @@ class Trainer:
             path = checkpoint or self.manager.latest_checkpoint
             self.checkpoint.restore(path).assert_existing_objects_matched()
             self.normalizers.pull()
-        # A resumed run meets new episodes, not a replay of the first ones.
-        env_seed = config.seed + 100_003 * int(self.state.updates.numpy())
+        # A resumed run meets new episodes, not a replay of the first ones; workers differ.
+        env_seed = config.seed + 100_003 * int(self.state.updates.numpy()) + 1_000_003 * worker
         self.policy = self.tf_policy
         if config.policy_backend == "numpy":
             self.policy = NumpyPolicy(self.actor, self.critic, self.spec, env_seed + 17)
@@ -112,40 +219,55 @@ class Trainer:
             normalizers=self.normalizers,
             train_on_clipped_actions=config.train_on_clipped_actions,
         )
-        self.collector.env_steps = int(self.state.global_step.numpy())
-        self.collector.episodes = int(self.state.episodes.numpy())
         recent = self.state.recent_returns.numpy()[: int(self.state.num_recent.numpy())]
         self.collector.recent_returns.extend(recent.tolist())
+        if strategy is None:
+            self.collector.env_steps = int(self.state.global_step.numpy())
+            self.collector.episodes = int(self.state.episodes.numpy())
+            self.stats = LocalStats(self.collector)
+        else:  # Local counters from 0; the global ones continue the checkpoint's.
+            self.stats = GlobalStats(
+                self.collector,
+                self.replicas,
+                int(self.state.global_step.numpy()),
+                int(self.state.episodes.numpy()),
+            )
+            trained = self.actor.variables + self.critic.variables + list(self.learner.variables)
+            distributed.broadcast_from_chief(self.replicas, trained, self.is_chief)
+            print(f"tfppo worker {cluster.index}/{cluster.num_workers} ready", flush=True)
         self.rollout = rollout_lib.Rollout(config.num_steps, config.num_envs, self.spec)
 
     def _done(self) -> bool:
         config = self.config
-        if config.total_timesteps and self.collector.env_steps >= config.total_timesteps:
+        if config.total_timesteps and self.stats.env_steps >= config.total_timesteps:
             return True
-        return bool(config.max_episodes and self.collector.episodes >= config.max_episodes)
+        return bool(config.max_episodes and self.stats.episodes >= config.max_episodes)
 
     def _progress(self) -> float:
         config, fractions = self.config, []
         if config.total_timesteps:
-            fractions.append(self.collector.env_steps / config.total_timesteps)
+            fractions.append(self.stats.env_steps / config.total_timesteps)
         if config.max_episodes:
-            fractions.append(self.collector.episodes / config.max_episodes)
+            fractions.append(self.stats.episodes / config.max_episodes)
         return min(max(fractions), 1.0)
 
     def _sync_state(self, wall_s: float) -> None:
         recent = np.zeros(RETURN_WINDOW)
         values = list(self.collector.recent_returns)
         recent[: len(values)] = values
-        self.state.global_step.assign(self.collector.env_steps)
-        self.state.episodes.assign(self.collector.episodes)
+        self.state.global_step.assign(self.stats.env_steps)
+        self.state.episodes.assign(self.stats.episodes)
         self.state.recent_returns.assign(recent)
         self.state.num_recent.assign(len(values))
         self.state.wall_s.assign(wall_s)
-        mean = self.collector.return_mean()
+        mean = self.stats.return_mean()
         if len(values) and mean > self.state.best_return_mean.numpy():
             self.state.best_return_mean.assign(mean)
 
     def save(self) -> str:
+        """A checkpoint (the chief's only in multi-worker training); returns its path."""
+        if not self.is_chief:
+            return self.manager.latest_checkpoint or ""
         self.normalizers.push()
         return self.manager.save(checkpoint_number=int(self.state.updates.numpy()))
 
@@ -156,6 +278,7 @@ class Trainer:
         collected = time.perf_counter()
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
+        self.stats.refresh()
         self.policy.sync()
         self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
@@ -163,22 +286,26 @@ class Trainer:
         if bad:
             raise TrainingError(
                 f"non-finite {', '.join(bad)} at update {int(self.state.updates.numpy()) + 1} "
-                f"(env step {self.collector.env_steps}); training stopped, last good checkpoint "
+                f"(env step {self.stats.env_steps}); training stopped, last good checkpoint "
                 f"kept: {self.manager.latest_checkpoint or 'none yet'}"
             )
         return metrics
 
     def train(self) -> dict[str, float]:
         config = self.config
-        start_steps, wall_before = self.collector.env_steps, float(self.state.wall_s.numpy())
+        start_steps, wall_before = self.stats.env_steps, float(self.state.wall_s.numpy())
         started = time.time()
         self.collect_s = self.update_s = 0.0
-        logger = MetricsLogger(
-            self.logdir,
-            config.total_timesteps,
-            config.max_episodes,
-            self.collector.env_steps,
-            self.collector.episodes,
+        logger = (
+            MetricsLogger(
+                self.logdir,
+                config.total_timesteps,
+                config.max_episodes,
+                self.stats.env_steps,
+                self.stats.episodes,
+            )
+            if self.is_chief
+            else _NoLogger()
         )
         record = None
         try:
@@ -188,15 +315,13 @@ class Trainer:
                 elapsed = time.time() - started
                 self._sync_state(wall_before + elapsed)
                 record = {
-                    "global_step": self.collector.env_steps,
+                    "global_step": self.stats.env_steps,
                     "update": int(self.state.updates.numpy()),
-                    "episodes": self.collector.episodes,
-                    "episode_return_mean": self.collector.return_mean(),
-                    "episode_length_mean": float(np.mean(self.collector.recent_lengths))
-                    if self.collector.recent_lengths
-                    else float("nan"),
-                    "success_rate": self.collector.success_rate(),
-                    "sps": (self.collector.env_steps - start_steps) / max(elapsed, 1e-9),
+                    "episodes": self.stats.episodes,
+                    "episode_return_mean": self.stats.return_mean(),
+                    "episode_length_mean": self.stats.length_mean(),
+                    "success_rate": self.stats.success_rate(),
+                    "sps": (self.stats.env_steps - start_steps) / max(elapsed, 1e-9),
                     "wall_s": wall_before + elapsed,
                     "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
                     **metrics,
@@ -206,9 +331,23 @@ class Trainer:
                 if record["update"] % config.checkpoint_every == 0:
                     self.save()
         except KeyboardInterrupt:
+            if self.strategy is not None:  # A checkpoint would need the other workers.
+                raise TrainingError(
+                    f"interrupted at env step {self.stats.env_steps}; last checkpoint "
+                    f"{self.manager.latest_checkpoint or 'none yet'}; continue with --resume"
+                ) from None
             path = self.save()
             raise TrainingError(
-                f"interrupted at env step {self.collector.env_steps}; checkpoint saved to {path}; continue with --resume"
+                f"interrupted at env step {self.stats.env_steps}; checkpoint saved to {path}; continue with --resume"
+            ) from None
+        except tf.errors.OpError as error:
+            if self.strategy is None:
+                raise
+            raise TrainingError(
+                f"worker {self.cluster.index} lost contact with another worker at update "
+                f"{int(self.state.updates.numpy()) + 1} ({type(error).__name__}); training stopped; "
+                f"last checkpoint {self.manager.latest_checkpoint or 'none yet'}: restart every "
+                "worker with --resume"
             ) from None
         finally:
             logger.close(record)
@@ -221,7 +360,7 @@ class Trainer:
         figures = {
             "global_step": int(self.state.global_step.numpy()),
             "episodes": int(self.state.episodes.numpy()),
-            "episode_return_mean": self.collector.return_mean(),
+            "episode_return_mean": self.stats.return_mean(),
             **extra,
         }
         space = self.env.single_observation_space, self.env.single_action_space
@@ -246,18 +385,24 @@ class Trainer:
         return evaluation.run_episodes(self.config.env, act, episodes, self.config.seed + 10_000, self.spec)
 
     def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> dict[str, float]:
+        if not self.is_chief:  # The chief evaluates, exports and writes the summary.
+            return {
+                "worker": self.cluster.index,
+                "global_step": self.stats.env_steps,
+                "weights_digest": weights_digest(self.actor, self.critic),
+            }
         returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []
-        steps = self.collector.env_steps
+        steps = self.stats.env_steps
         summary = {
             "env": self.config.env,
             "method": self.config.method,
             "seed": self.config.seed,
             "global_step": steps,
-            "episodes": self.collector.episodes,
+            "episodes": self.stats.episodes,
             "updates": int(self.state.updates.numpy()),
-            "episode_return_mean": self.collector.return_mean(),
+            "episode_return_mean": self.stats.return_mean(),
             "best_return_mean": float(self.state.best_return_mean.numpy()),
-            "success_rate": self.collector.success_rate(),
+            "success_rate": self.stats.success_rate(),
             "eval_episodes": len(returns),
             "eval_return_mean": float(np.mean(returns)) if returns else None,
             "eval_return_std": float(np.std(returns)) if returns else None,
@@ -268,6 +413,9 @@ class Trainer:
             "saved_model": self._export_final(returns),
             "logdir": self.logdir,
         }
+        if self.cluster is not None:
+            summary["num_workers"] = self.cluster.num_workers
+            summary["weights_digest"] = weights_digest(self.actor, self.critic)
         if record is not None:
             summary["learning_curve"] = plot.plot_runs(
                 [self.logdir],
@@ -279,7 +427,13 @@ class Trainer:
         return summary
 
 
-def train(config: Config, logdir: str) -> dict[str, float]:
+def train(config: Config, logdir: str, cluster=None, strategy=None) -> dict[str, float]:
+    """One run in a prepared logdir; cluster and strategy for multi-worker training."""
     if config.resume and not has_checkpoint(logdir):
         raise ConfigError(f"--resume: no checkpoint in {os.path.join(logdir, CHECKPOINT_DIR)}")
-    return Trainer(config, logdir).train()
+    if cluster is not None and (config.norm_obs or config.norm_reward):
+        raise ConfigError(
+            "--norm_obs and --norm_reward are not supported with several workers yet "
+            "(each worker would normalise with its own statistics)"
+        )
+    return Trainer(config, logdir, cluster=cluster, strategy=strategy).train()
