@@ -137,7 +137,9 @@ def main(argv: list[str]) -> int:
         own, train_flags = argv, []
     parser = _Parser(prog="python -m tfppo.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--num_workers", type=int, default=2, help="worker processes (>= 1)")
-    parser.add_argument("--startup_timeout", type=float, default=120.0, help="seconds for every worker to be ready")
+    parser.add_argument(
+        "--startup_timeout", type=float, default=120.0, help="seconds for every worker to be ready"
+    )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     args = parser.parse_args(own)
     if args.num_workers < 1:
