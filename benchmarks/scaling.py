@@ -56,7 +56,7 @@ def run(workers: int, latency_ms: float, updates: int, logdir: str) -> float:
     return steady_sps(logdir)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -65,7 +65,11 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=8, help="updates per run")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="docs/benchmarks/scaling")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     out = os.path.join(REPO, args.out)
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)

@@ -22,19 +22,24 @@ DOCS = ["README.md", "BUILD.md", "benchmarks/README_speed.md"] + sorted(
     os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md"))
 )
 PREFIX = ".venv/bin/python "
+# Commands that train: cut to one update (a launch passes the flags after `--` to its workers).
+TRAINING = ("tfppo.train", "tfppo.launch")
 
 
 def doc_commands() -> list[tuple[str, list[str]]]:
     """(doc, argv after `python`) of every `.venv/bin/python ...` line in a fenced code block."""
     commands = []
     for doc in DOCS:
-        in_block = False
+        in_block, continued = False, False
         with open(os.path.join(REPO, doc), encoding="utf-8") as f:
             for line in f:
                 if line.startswith("```"):
                     in_block = not in_block
-                elif in_block and line.strip().startswith(PREFIX):
+                elif in_block and not continued and line.strip().startswith(PREFIX):
                     commands.append((doc, shlex.split(line.strip()[len(PREFIX) :], comments=True)))
+                # A line after a trailing backslash belongs to a command with an env prefix
+                # (TF_CONFIG=... for another machine): not runnable here.
+                continued = in_block and line.rstrip().endswith("\\")
     return commands
 
 
@@ -63,7 +68,7 @@ class DocCommandsTest(absltest.TestCase):
         def run(item, resumed_from=None):
             doc, module, args = item
             args = [relocate(a) for a in args]
-            if module == "tfppo.train" and "--helpfull" not in args:
+            if module in TRAINING and "--helpfull" not in args:
                 if not any(a.startswith("--logdir=") for a in args):
                     args.append(f"--logdir={os.path.join(root, 'runs', f'default_{abs(hash(tuple(args)))}')}")
                 if "--resume" in args:  # One update more than the run it continues.
@@ -75,13 +80,13 @@ class DocCommandsTest(absltest.TestCase):
                     args += ["--total_timesteps=1", "--max_episodes=0", "--eval_episodes=0"]
             return doc, module, args, run_module(module, *args, timeout=600)
 
-        fresh = [c for c in commands if c[1] == "tfppo.train" and "--resume" not in c[2]]
+        fresh = [c for c in commands if c[1] in TRAINING and "--resume" not in c[2]]
         with concurrent.futures.ThreadPoolExecutor(2) as pool:  # Two at a time: 2-core machines.
             results = list(pool.map(run, fresh))
-        results += [run(c) for c in commands if c[1] == "tfppo.train" and "--resume" in c[2]]
+        results += [run(c) for c in commands if c[1] in TRAINING and "--resume" in c[2]]
         runs = finished_runs(root)
         self.assertNotEmpty(runs)
-        for doc, module, args in (c for c in commands if c[1] != "tfppo.train"):
+        for doc, module, args in (c for c in commands if c[1] not in TRAINING):
             # A run the docs only name (runs/a, runs/<logdir>): one of the runs made above.
             args = [
                 runs[i % len(runs)]
@@ -99,7 +104,9 @@ class DocCommandsTest(absltest.TestCase):
     def test_every_benchmark_command_parses_and_names_valid_presets(self):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
         import presets  # noqa: PLC0415
+        import scaling  # noqa: PLC0415
         import speed_vs_sb3  # noqa: PLC0415
+        import vector_modes  # noqa: PLC0415
 
         variants = 0
         for doc, argv in doc_commands():
@@ -111,6 +118,10 @@ class DocCommandsTest(absltest.TestCase):
                 texts = args.presets.split(",")
             elif argv[0] == "benchmarks/speed_vs_sb3.py":
                 speed_vs_sb3.parse_args([*argv[1:], "--skip_sb3"])
+                texts = []
+            elif argv[0] in ("benchmarks/scaling.py", "benchmarks/vector_modes.py"):
+                module = scaling if argv[0].endswith("scaling.py") else vector_modes
+                module.build_parser().parse_args(argv[1:])
                 texts = []
             else:
                 self.fail(f"{doc}: no check for {argv[0]}; add one")
