@@ -119,6 +119,27 @@ def fmt(value, spec=".0f"):
     return "n/a" if value is None else format(value, spec)
 
 
+def summary_table(rows: list) -> list:
+    """One line per preset variant: how many seeds reached the threshold, and where."""
+    lines = [
+        "| preset | seeds reaching the threshold | reached at episode (per seed) | best last-100 (per seed) | final last-100 (per seed) | final last-100, mean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in dict.fromkeys(r["preset"] for r in rows):
+        chosen = [r for r in rows if r["preset"] == label]
+        reached = [r for r in chosen if r["reached_step"] is not None]
+        episodes = ", ".join(
+            "-" if r["reached_episode"] is None else str(r["reached_episode"]) for r in chosen
+        )
+        best = ", ".join(fmt(r["best_last100"]) for r in chosen)
+        final = ", ".join(fmt(r["final_last100"]) for r in chosen)
+        mean = sum(r["final_last100"] for r in chosen) / len(chosen)
+        lines.append(
+            f"| {label} | {len(reached)} of {len(chosen)} | {episodes} | {best} | {final} | {mean:.0f} |"
+        )
+    return lines
+
+
 def write_table(rows: list, out: str, command: str) -> str:
     lines = [
         f"Command: `{command}`",
@@ -136,6 +157,7 @@ def write_table(rows: list, out: str, command: str) -> str:
             f"| {fmt(r['final_success_rate'], '.2f')} | {fmt(r['eval_return'], '.2f')} "
             f"| {r['steps']} | {r['wall_s']:.0f} s | {r['sps']:.0f} | {r['collect_fraction']:.0%} |"
         )
+    lines += ["", *summary_table(rows)]
     path = os.path.join(out, "results.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
