@@ -103,6 +103,26 @@ class LearnerTest(tf.test.TestCase):
             self.assertNotAllClose(before, variable.numpy())
         self.assertEqual(int(learner.critic_optimizer.iterations.numpy()), 0)
 
+    def test_joint_grad_norm_is_one_norm_over_actor_and_weighted_critic(self):
+        # One step of one minibatch on the same weights and batch: the joint norm must be
+        # sqrt(|g_actor|^2 + (vf_coef |g_critic|)^2) of the separate norms, as SB3 clips.
+        base = dataclasses.replace(
+            SMALL, actor_epochs=1, critic_epochs=1, num_minibatches=1, vf_coef=0.5, max_grad_norm=1e-3
+        )
+        actor, critic, policy, separate = make(BOX, base)
+        joint_actor, joint_critic, _, joint = make(BOX, dataclasses.replace(base, joint_grad_norm=True))
+        joint_actor.set_weights(actor.get_weights())
+        joint_critic.set_weights(critic.get_weights())
+        batch = random_batch(BOX, base, policy, 0)
+        apart = separate.update(batch, 0.0)
+        together = joint.update(batch, 0.0)
+        expected = np.hypot(apart["actor_grad_norm"], 0.5 * apart["critic_grad_norm"])
+        self.assertAllClose(together["actor_grad_norm"], expected, rtol=1e-5)
+        self.assertAllClose(together["critic_grad_norm"], expected, rtol=1e-5)
+        self.assertGreater(expected, apart["actor_grad_norm"])
+        self.assertEqual(int(joint.actor_optimizer.iterations.numpy()), 1)
+        self.assertEqual(int(joint.critic_optimizer.iterations.numpy()), 1)
+
     def test_kl_lambda_halves_when_kl_is_low_and_all_epochs_run(self):
         config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e3, actor_epochs=3, kl_lambda_max=1e4)
         _, _, policy, learner = make(BOX, config)

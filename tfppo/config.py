@@ -92,6 +92,7 @@ class Config:
     critic_epochs: int = 20
     num_minibatches: int = 1
     max_grad_norm: float = 0.5  # 0: no clipping.
+    joint_grad_norm: bool = False  # one norm over actor and vf_coef * critic gradients (SB3's way).
     anneal_lr: bool = True
 
     # Networks.

@@ -192,6 +192,15 @@ class Learner(tf.Module):
             gradients, norm = self._clip(gradients)
             self.actor_optimizer.apply_gradients(gradients, variables)
             actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
+        elif self.config.joint_grad_norm and train_actor and train_critic:
+            # SB3's one optimizer over pg + vf_coef * vf loss: one norm over both gradients. Adam
+            # is per parameter, so two Adams with these gradients take SB3's steps.
+            coef = self.config.vf_coef
+            weighted = gradients[:split] + [coef * g for g in gradients[split:]]
+            clipped, norm = self._clip(weighted)
+            self.actor_optimizer.apply_gradients(clipped[:split], variables[:split])
+            self.critic_optimizer.apply_gradients(clipped[split:], variables[split:])
+            actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
         else:
             if train_actor:
                 clipped, actor_metrics["actor_grad_norm"] = self._clip(gradients[:split])
