@@ -173,13 +173,15 @@ class Learner(tf.Module):
         """One gradient step of the actor, the critic or both; returns the metric vector."""
         if self.shared:  # One loss over one set of variables: never half of it.
             train_actor = train_critic = True
+        # One loss, pg + vf_coef * vf, clipped by one norm: a shared torso, or SB3's clipping.
+        joint = self.shared or (self.config.joint_grad_norm and train_actor and train_critic)
         zero = tf.constant(0.0)
         with tf.GradientTape() as tape:
             actor_loss, actor_metrics = (
                 self._actor_loss(minibatch, clip_epsilon) if train_actor else (zero, {})
             )
             critic_loss, critic_metrics = self._critic_loss(minibatch) if train_critic else (zero, {})
-            coef = self.config.vf_coef if self.shared else 1.0
+            coef = self.config.vf_coef if joint else 1.0
             total = actor_loss + coef * critic_loss
         variables = (self.actor_variables if train_actor or self.shared else []) + (
             self.critic_variables if train_critic or self.shared else []
@@ -188,18 +190,13 @@ class Learner(tf.Module):
         if self.replicas.active:  # The mean gradient of all workers: replicas stay identical.
             gradients = self.replicas.mean(gradients)
         split = len(self.actor_variables) if (train_actor or self.shared) else 0
-        if self.shared:
+        if joint:
             gradients, norm = self._clip(gradients)
-            self.actor_optimizer.apply_gradients(gradients, variables)
-            actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
-        elif self.config.joint_grad_norm and train_actor and train_critic:
-            # SB3's one optimizer over pg + vf_coef * vf loss: one norm over both gradients. Adam
-            # is per parameter, so two Adams with these gradients take SB3's steps.
-            coef = self.config.vf_coef
-            weighted = gradients[:split] + [coef * g for g in gradients[split:]]
-            clipped, norm = self._clip(weighted)
-            self.actor_optimizer.apply_gradients(clipped[:split], variables[:split])
-            self.critic_optimizer.apply_gradients(clipped[split:], variables[split:])
+            if self.shared:
+                self.actor_optimizer.apply_gradients(gradients, variables)
+            else:  # Adam is per parameter: two Adams on these gradients take SB3's one step.
+                self.actor_optimizer.apply_gradients(gradients[:split], variables[:split])
+                self.critic_optimizer.apply_gradients(gradients[split:], variables[split:])
             actor_metrics["actor_grad_norm"] = critic_metrics["critic_grad_norm"] = norm
         else:
             if train_actor:
