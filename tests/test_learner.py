@@ -9,6 +9,7 @@ from tfppo import learner as learner_lib
 from tfppo import networks
 from tfppo.config import Config
 from tfppo.envs import ActionSpec, EnvSpec
+from tfppo.numpy_policy import NumpyPolicy
 from tfppo.policy import Policy
 
 DISCRETE = EnvSpec(observation_shape=(4,), action=ActionSpec("discrete", num_actions=3), has_mask=False)
@@ -148,6 +149,25 @@ class LearnerTest(tf.test.TestCase):
         self.assertEqual(learner.compiled_update.experimental_get_tracing_count(), 1)
         self.assertEqual(policy.compiled_step.experimental_get_tracing_count(), 1)
         self.assertEqual(policy.compiled_value.experimental_get_tracing_count(), 1)
+
+    def test_the_update_hands_back_the_new_weights_for_the_numpy_mirror(self):
+        # The update returns every weight after its last step in the same vector as the
+        # metrics; NumpyPolicy syncs from them instead of reading each variable.
+        for shared in (False, True):
+            config = dataclasses.replace(SMALL, shared_torso=shared, sigma="state_independent")
+            actor, critic, policy, learner = make(BOX, config)
+            learner.update(random_batch(BOX, config, policy, 0), 0.0)
+            variables = {id(v): v for v in actor.variables + critic.variables}
+            self.assertEqual(set(learner.weights), set(variables))
+            for key, value in learner.weights.items():
+                self.assertAllEqual(value, variables[key].numpy())
+            mirror = NumpyPolicy(actor, critic, BOX, seed=0)
+            actor.head.log_std.assign_add([1.0, 1.0])  # the mirror must take the handed-back values
+            mirror.sync(learner.weights)
+            observation = np.ones((4, 3), np.float32)
+            actor.head.log_std.assign_add([-1.0, -1.0])
+            self.assertAllClose(mirror.params(observation)["scale"], actor.params(observation)["scale"])
+            self.assertAllClose(mirror.value(observation), critic(observation), atol=1e-6)
 
     def test_annealing_sets_the_learning_rate(self):
         config = dataclasses.replace(SMALL, anneal_lr=True, actor_lr=0.1, critic_lr=0.2)

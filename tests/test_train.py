@@ -7,6 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
+from tensorboard.backend.event_processing import event_accumulator
 
 from tests.helpers import make_tempdir, run_module
 from tfppo import trainer
@@ -57,6 +58,13 @@ class RunTest(tf.test.TestCase):
         self.assertEqual(summary["eval_episodes"], 2)
         self.assertTrue(os.path.isfile(os.path.join(logdir, "learning_curve.png")))
         self.assertTrue(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")))
+        # TensorBoard's own reader sees every update's scalars, grouped, at its env step.
+        events = event_accumulator.EventAccumulator(logdir)
+        events.Reload()
+        self.assertIn("health/clip_fraction", events.Tags()["scalars"])
+        curve = events.Scalars("charts/episode_return_mean")
+        self.assertEqual([e.step for e in curve], [128, 256, 384, 512])
+        self.assertAllClose([e.value for e in curve], [r["episode_return_mean"] for r in records])
 
         resumed = trainer.Trainer(dataclasses.replace(TINY, resume=True, total_timesteps=768), logdir)
         restored = [v.numpy() for v in resumed.actor.variables + resumed.critic.variables]

@@ -13,6 +13,7 @@ import sys
 import time
 
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
 # TensorBoard groups: the dashboard shows one section per prefix.
@@ -85,7 +86,6 @@ class MetricsLogger:
         self.log_every_s = log_every_s
         self.last_line = 0.0
         self.last_shown = None
-        self.summary_names, self.write_summaries = None, None
         by_steps = total_steps > 0
         self.progress = tqdm(
             total=total_steps if by_steps else total_episodes,
@@ -97,31 +97,22 @@ class MetricsLogger:
         )
         self.interactive = not self.progress.disable
 
-    def _compile_summaries(self, names: tuple[str, ...]):
-        """One compiled call writes every scalar of a record (eager writes cost ~1 ms each)."""
-        tags = [f"{GROUPS.get(name, 'misc')}/{name}" for name in names]
-
-        @tf.function(input_signature=[tf.TensorSpec((), tf.int64), tf.TensorSpec((len(tags),), tf.float32)])
-        def write(step, values):
-            with self.writer.as_default(step=step):
-                for i, tag in enumerate(tags):
-                    if tf.math.is_finite(values[i]):  # None and NaN (nothing measured yet) are skipped
-                        tf.summary.scalar(tag, values[i])
-
-        return write
-
     def write_episodes(self, finished: list) -> None:
         """Appends (env step, undiscounted return, length) rows; flushed with the next record."""
         self.episodes_csv.writelines(f"{step},{ret:.6g},{length}\n" for step, ret, length in finished)
 
     def write(self, record: dict[str, float]) -> None:
-        names = tuple(key for key in record if key not in SKIP)
-        if self.summary_names != names:
-            self.summary_names, self.write_summaries = names, self._compile_summaries(names)
-        values = [float("nan") if record[name] is None else record[name] for name in names]
-        self.write_summaries(
-            tf.constant(int(record["global_step"]), tf.int64), tf.constant(values, tf.float32)
+        # One Summary proto with every scalar, written by one op: tf.summary.scalar would be one
+        # op per scalar, or a traced function. None and NaN (nothing measured yet) are skipped.
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=f"{GROUPS.get(name, 'misc')}/{name}", simple_value=value)
+                for name, value in record.items()
+                if name not in SKIP and value is not None and math.isfinite(value)
+            ]
         )
+        with self.writer.as_default():
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(record["global_step"]))
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         self.episodes_csv.flush()

@@ -21,11 +21,16 @@ _ACTIVATIONS = {
 }
 
 
-def _dense(layer):
+def _read(variable, weights):
+    value = weights.get(id(variable)) if weights else None
+    return variable.numpy() if value is None else value
+
+
+def _dense(layer, weights=None):
     name = getattr(layer.activation, "__name__", "linear")
     if name not in _ACTIVATIONS:
         raise ValueError(f"no NumPy mirror for activation {name!r}; use --policy_backend=tf")
-    return layer.kernel.numpy(), layer.bias.numpy(), _ACTIVATIONS[name]
+    return _read(layer.kernel, weights), _read(layer.bias, weights), _ACTIVATIONS[name]
 
 
 def _forward(layers, x):
@@ -43,26 +48,30 @@ class NumpyPolicy:
         self.rng = np.random.default_rng(seed)
         self.sync()
 
-    def sync(self) -> None:
-        """Copies the current weights of the Keras models."""
+    def sync(self, weights: dict | None = None) -> None:
+        """Copies the current weights of the Keras models.
+
+        weights: {id(variable): value} already read (tfppo.learner.Learner.weights after an
+        update); variables not in it are read from the models.
+        """
         head = self.actor.head
-        self.actor_torso = [_dense(layer) for layer in self.actor.torso.layers]
-        self.critic_torso = [_dense(layer) for layer in self.critic.torso.layers]
-        self.value_head = [_dense(self.critic.value)]
+        self.actor_torso = [_dense(layer, weights) for layer in self.actor.torso.layers]
+        self.critic_torso = [_dense(layer, weights) for layer in self.critic.torso.layers]
+        self.value_head = [_dense(self.critic.value, weights)]
         if self.kind in ("discrete", "multi_discrete"):
-            self.logits_head = [_dense(head.logits)]
+            self.logits_head = [_dense(head.logits, weights)]
             return
         if self.kind == "hybrid":
-            self.logits_head = [_dense(head.action_type.logits)]
+            self.logits_head = [_dense(head.action_type.logits, weights)]
             head = head.parameters
-        self.loc_head = [_dense(head.loc)]
+        self.loc_head = [_dense(head.loc, weights)]
         self.sigma_mode = head.sigma_mode
         if self.sigma_mode == "fixed":
             self.fixed_scale = np.float32(head.sigma_init)
         elif self.sigma_mode == "state_independent":
-            self.fixed_scale = (np.exp(head.log_std.numpy()) + head.sigma_min).astype(np.float32)
+            self.fixed_scale = (np.exp(_read(head.log_std, weights)) + head.sigma_min).astype(np.float32)
         else:
-            self.scale_head = [_dense(head.scale_head)]
+            self.scale_head = [_dense(head.scale_head, weights)]
             self.sigma_min = np.float32(head.sigma_min)
         self.center, self.half_range = head.center, head.half_range
 

@@ -63,5 +63,5 @@ class Policy(tf.Module):
     def value(self, observation: np.ndarray) -> np.ndarray:
         return self.compiled_value(observation).numpy()
 
-    def sync(self) -> None:
+    def sync(self, weights: dict | None = None) -> None:
         """Nothing to do: the compiled functions read the Keras variables directly."""

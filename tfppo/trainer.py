@@ -219,6 +219,10 @@ class Trainer:
             normalizers=self.normalizers,
             train_on_clipped_actions=config.train_on_clipped_actions,
         )
+        # Python mirrors of the checkpointed counters; _sync_state writes them back.
+        self.updates = int(self.state.updates.numpy())
+        self.wall_s = float(self.state.wall_s.numpy())
+        self.best_return_mean = float(self.state.best_return_mean.numpy())
         recent = self.state.recent_returns.numpy()[: int(self.state.num_recent.numpy())]
         self.collector.recent_returns.extend(recent.tolist())
         if strategy is None:
@@ -251,25 +255,35 @@ class Trainer:
             fractions.append(self.stats.episodes / config.max_episodes)
         return min(max(fractions), 1.0)
 
-    def _sync_state(self, wall_s: float) -> None:
+    def _count_update(self, wall_s: float) -> None:
+        """Advances the run's counters (Python mirrors of TrainState; see _sync_state)."""
+        self.updates += 1
+        self.wall_s = wall_s
+        mean = self.stats.return_mean()
+        if self.collector.recent_returns and mean > self.best_return_mean:
+            self.best_return_mean = mean
+
+    def _sync_state(self) -> None:
+        """Python counters -> TrainState's variables, before a checkpoint (not every update:
+        each assign is an eager TensorFlow call)."""
         recent = np.zeros(RETURN_WINDOW)
         values = list(self.collector.recent_returns)
         recent[: len(values)] = values
         self.state.global_step.assign(self.stats.env_steps)
         self.state.episodes.assign(self.stats.episodes)
+        self.state.updates.assign(self.updates)
         self.state.recent_returns.assign(recent)
         self.state.num_recent.assign(len(values))
-        self.state.wall_s.assign(wall_s)
-        mean = self.stats.return_mean()
-        if len(values) and mean > self.state.best_return_mean.numpy():
-            self.state.best_return_mean.assign(mean)
+        self.state.wall_s.assign(self.wall_s)
+        self.state.best_return_mean.assign(self.best_return_mean)
 
     def save(self) -> str:
         """A checkpoint (the chief's only in multi-worker training); returns its path."""
         if not self.is_chief:
             return self.manager.latest_checkpoint or ""
+        self._sync_state()
         self.normalizers.push()
-        return self.manager.save(checkpoint_number=int(self.state.updates.numpy()))
+        return self.manager.save(checkpoint_number=self.updates)
 
     def _update_once(self) -> dict[str, float]:
         config = self.config
@@ -279,13 +293,13 @@ class Trainer:
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
         self.stats.refresh()
-        self.policy.sync()
+        self.policy.sync(self.learner.weights)
         self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         if bad:
             raise TrainingError(
-                f"non-finite {', '.join(bad)} at update {int(self.state.updates.numpy()) + 1} "
+                f"non-finite {', '.join(bad)} at update {self.updates + 1} "
                 f"(env step {self.stats.env_steps}); training stopped, last good checkpoint "
                 f"kept: {self.manager.latest_checkpoint or 'none yet'}"
             )
@@ -293,7 +307,7 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         config = self.config
-        start_steps, wall_before = self.stats.env_steps, float(self.state.wall_s.numpy())
+        start_steps, wall_before = self.stats.env_steps, self.wall_s
         started = time.time()
         self.collect_s = self.update_s = 0.0
         logger = (
@@ -311,12 +325,11 @@ class Trainer:
         try:
             while not self._done():
                 metrics = self._update_once()
-                self.state.updates.assign_add(1)
                 elapsed = time.time() - started
-                self._sync_state(wall_before + elapsed)
+                self._count_update(wall_before + elapsed)
                 record = {
                     "global_step": self.stats.env_steps,
-                    "update": int(self.state.updates.numpy()),
+                    "update": self.updates,
                     "episodes": self.stats.episodes,
                     "episode_return_mean": self.stats.return_mean(),
                     "episode_length_mean": self.stats.length_mean(),
@@ -345,7 +358,7 @@ class Trainer:
                 raise
             raise TrainingError(
                 f"worker {self.cluster.index} lost contact with another worker at update "
-                f"{int(self.state.updates.numpy()) + 1} ({type(error).__name__}); training stopped; "
+                f"{self.updates + 1} ({type(error).__name__}); training stopped; "
                 f"last checkpoint {self.manager.latest_checkpoint or 'none yet'}: restart every "
                 "worker with --resume"
             ) from None
@@ -358,8 +371,8 @@ class Trainer:
     def export(self, path: str, **extra) -> str:
         """Writes a SavedModel of the current policy (see tfppo.export) to a new directory."""
         figures = {
-            "global_step": int(self.state.global_step.numpy()),
-            "episodes": int(self.state.episodes.numpy()),
+            "global_step": self.stats.env_steps,
+            "episodes": self.stats.episodes,
             "episode_return_mean": self.stats.return_mean(),
             **extra,
         }
@@ -399,14 +412,14 @@ class Trainer:
             "seed": self.config.seed,
             "global_step": steps,
             "episodes": self.stats.episodes,
-            "updates": int(self.state.updates.numpy()),
+            "updates": self.updates,
             "episode_return_mean": self.stats.return_mean(),
-            "best_return_mean": float(self.state.best_return_mean.numpy()),
+            "best_return_mean": self.best_return_mean,
             "success_rate": self.stats.success_rate(),
             "eval_episodes": len(returns),
             "eval_return_mean": float(np.mean(returns)) if returns else None,
             "eval_return_std": float(np.std(returns)) if returns else None,
-            "wall_s": float(self.state.wall_s.numpy()),
+            "wall_s": self.wall_s,
             "sps": (steps - start_steps) / max(elapsed, 1e-9),
             "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
             "checkpoint": checkpoint,
