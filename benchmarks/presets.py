@@ -42,6 +42,7 @@ THRESHOLDS = {
     "lunarlander_continuous": ("episode_return_mean", 200.0),
     "halfcheetah": ("episode_return_mean", 3000.0),
     "hopper": ("episode_return_mean", 2300.0),
+    "hopper_zoo": ("episode_return_mean", 2300.0),
     "masked_grid": ("episode_return_mean", 0.9),  # the optimum is 0.94-0.98
     "masked_multidiscrete": ("episode_return_mean", 57.0),  # the optimum is 60
     "hybrid_moving": ("success_rate", 0.9),
