@@ -74,7 +74,11 @@ class MetricsLogger:
         log_every_s: float = 10.0,
         stream=None,
     ):
-        self.writer = tf.summary.create_file_writer(logdir)
+        # The default writer of this thread for the run (entering `as_default` per record
+        # would flush the event file every update); it flushes every 5 s and on close.
+        self.writer = tf.summary.create_file_writer(logdir, flush_millis=5000)
+        self._writer_context = self.writer.as_default()
+        self._writer_context.__enter__()
         self.jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
         episodes_path = os.path.join(logdir, EPISODES_FILE)
         new_file = not os.path.exists(episodes_path)
@@ -111,8 +115,7 @@ class MetricsLogger:
                 if name not in SKIP and value is not None and math.isfinite(value)
             ]
         )
-        with self.writer.as_default():
-            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(record["global_step"]))
+        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(record["global_step"]))
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         self.episodes_csv.flush()
@@ -155,7 +158,7 @@ class MetricsLogger:
             self.last_line = 0.0
             self._show(final)
         self.progress.close()
-        self.writer.flush()
+        self._writer_context.__exit__(None, None, None)  # flushes; the previous default returns
         self.writer.close()
         self.jsonl.close()
         self.episodes_csv.close()
