@@ -442,7 +442,7 @@ def header(meta: dict, presets: list) -> list:
         "",
         f"- Run started {meta['started']} on {meta['cpus']} CPUs; load average {meta['load_start']:.2f} at the "
         f"start, {meta['load_end']:.2f} at the end (the machine may be shared; one training process at a time).",
-        f"- tfppo: commit {meta['commit']}{dirty}; tensorflow {meta['tensorflow']} (default threads). Flags: {tfppo_flags}.",
+        f"- tfppo: commit {meta['commit']}{dirty}; tensorflow {meta['tensorflow']} (tfppo's default `--intra_op_threads=1`). Flags: {tfppo_flags}.",
         f"- SB3: stable-baselines3 {sb3.get('stable_baselines3', '-')}, torch {sb3.get('torch', '-')}, "
         f"{sb3.get('torch_threads', '-')} torch thread(s); runs in .venv-sb3.",
         "- Env steps/s = env steps / (construction of the vector env and the model + training); "

@@ -106,6 +106,7 @@ class DocCommandsTest(absltest.TestCase):
         import presets  # noqa: PLC0415
         import scaling  # noqa: PLC0415
         import speed_vs_sb3  # noqa: PLC0415
+        import time_breakdown  # noqa: PLC0415
         import vector_modes  # noqa: PLC0415
 
         variants = 0
@@ -119,6 +120,9 @@ class DocCommandsTest(absltest.TestCase):
             elif argv[0] == "benchmarks/speed_vs_sb3.py":
                 speed_vs_sb3.parse_args([*argv[1:], "--skip_sb3"])
                 texts = []
+            elif argv[0] == "benchmarks/time_breakdown.py":  # Run for real in test_benchmarks.py.
+                args = time_breakdown.build_parser().parse_args(argv[1:])
+                texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
             elif argv[0] in ("benchmarks/scaling.py", "benchmarks/vector_modes.py"):
                 module = scaling if argv[0].endswith("scaling.py") else vector_modes
                 module.build_parser().parse_args(argv[1:])
