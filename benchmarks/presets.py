@@ -8,7 +8,9 @@
 A preset is a flagfile name, optionally with extra flags after a colon, joined by "+".
 
 Each (preset, seed) runs `python -m tfppo.train --flagfile=experiments/PRESET.flags --seed=S`
-in its own process. The table gives, per run: the first env step (and episode) at which the
+in its own process, its output in `--out/runs/LABEL_seedS.log`. A finished run (summary.json)
+is reused. Ctrl-C or SIGTERM stops every run with a checkpoint (tfppo's own Ctrl-C handling);
+the same command then resumes the unfinished runs from their checkpoints. The table gives, per run: the first env step (and episode) at which the
 mean undiscounted return of the last 100 episodes reached the preset's threshold, the best
 and final last-100 means, the deterministic evaluation return, wall time and env steps/s.
 """
@@ -20,8 +22,10 @@ import concurrent.futures
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,27 +61,93 @@ def parse_preset(text: str) -> tuple[str, str, list]:
     return name, label, extra
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: the runs were told to save a checkpoint and stop."""
+
+
+class Runs:
+    """The training processes in flight, so an interruption reaches every one of them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.processes = set()
+        self.stopping = False
+
+    def start(self, command: list, log) -> subprocess.Popen:
+        with self.lock:
+            if self.stopping:
+                raise Interrupted()
+            # A session of its own: a terminal's Ctrl-C reaches this script only, which then
+            # sends each run one SIGINT (a second one could cut its checkpoint short).
+            process = subprocess.Popen(
+                command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self.processes.add(process)
+            return process
+
+    def finish(self, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.processes.discard(process)
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        """SIGINT to every run (tfppo checkpoints on it), then waits for them to exit."""
+        with self.lock:
+            self.stopping = True
+            processes = list(self.processes)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.time() + timeout_s
+        for process in processes:
+            try:
+                process.wait(timeout=max(deadline - time.time(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+RUNS = Runs()
+
+
 def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
     preset, label, preset_flags = parse_preset(preset_text)
     extra = preset_flags + extra
     logdir = os.path.join(out, "runs", f"{label}_seed{seed}")
     if os.path.exists(os.path.join(logdir, "summary.json")):
         print(f"reusing {logdir}", flush=True)
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "tfppo.train",
-            f"--flagfile=experiments/{preset}.flags",
-            f"--seed={seed}",
-            f"--logdir={logdir}",
-            *extra,
-        ]
-        started = time.time()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip().splitlines()[-1:]}")
-        print(f"{label} seed {seed}: {time.time() - started:.0f} s", flush=True)
+        return row(preset, label, seed, logdir)
+    command = [
+        sys.executable,
+        "-m",
+        "tfppo.train",
+        f"--flagfile=experiments/{preset}.flags",
+        f"--seed={seed}",
+        f"--logdir={logdir}",
+        *extra,
+    ]
+    resumed = os.path.isdir(os.path.join(logdir, "checkpoints"))
+    if resumed:  # An interrupted run: continue it (tfppo checks the flags are the same).
+        command.append("--resume")
+    elif os.path.isdir(logdir):  # Stopped before its first checkpoint: keep it aside, start anew.
+        aside = f"{logdir}.aborted-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(logdir, aside)
+        print(f"{logdir} has no checkpoint: moved to {aside}", flush=True)
+    log_path = logdir + ".log"
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    started = time.time()
+    with open(log_path, "a", encoding="utf-8") as log:
+        process = RUNS.start(command, log)
+        try:
+            code = process.wait()
+        finally:
+            RUNS.finish(process)
+    if RUNS.stopping:
+        raise Interrupted()
+    if code != 0:
+        with open(log_path, encoding="utf-8") as log:
+            last = [line.strip() for line in log if line.strip()][-1:]
+        raise RuntimeError(f"{' '.join(command)} failed (exit {code}): {last}; log {log_path}")
+    how = " (resumed)" if resumed else ""
+    print(f"{label} seed {seed}: {time.time() - started:.0f} s{how}", flush=True)
     return row(preset, label, seed, logdir)
 
 
@@ -197,8 +267,20 @@ def main() -> None:
     out = os.path.join(REPO, args.out)
     os.makedirs(out, exist_ok=True)
     jobs = [(p, s) for p in presets for s in seeds]
-    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
+    try:
         rows = list(pool.map(lambda job: run_one(job[0], job[1], out, args.extra), jobs))
+    except (KeyboardInterrupt, Interrupted):
+        RUNS.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        print(
+            "error: interrupted; the runs in progress saved a checkpoint; "
+            "run the same command again to resume them",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    pool.shutdown()
     command = "python benchmarks/presets.py " + " ".join(sys.argv[1:])
     print(open(write_table(rows, out, command)).read())
     labels = [parse_preset(p)[1] for p in presets]
@@ -206,6 +288,10 @@ def main() -> None:
         draw(rows, [label], os.path.join(out, f"{label}.png"), name)
     if args.combined:
         draw(rows, labels, os.path.join(out, args.combined), names[0])
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def draw(rows: list, labels: list, path: str, name: str) -> None:
