@@ -10,9 +10,11 @@ A preset is a flagfile name, optionally with extra flags after a colon, joined b
 Each (preset, seed) runs `python -m tfppo.train --flagfile=experiments/PRESET.flags --seed=S`
 in its own process, its output in `--out/runs/LABEL_seedS.log`. A finished run (summary.json)
 is reused. Ctrl-C or SIGTERM stops every run with a checkpoint (tfppo's own Ctrl-C handling);
-the same command then resumes the unfinished runs from their checkpoints. The table gives, per run: the first env step (and episode) at which the
-mean undiscounted return of the last 100 episodes reached the preset's threshold, the best
-and final last-100 means, the deterministic evaluation return, wall time and env steps/s.
+the same command then resumes the unfinished runs from their checkpoints.
+
+The table gives, per run: the first env step (and episode) at which the mean undiscounted
+return of the last 100 episodes reached the preset's threshold, the best and final last-100
+means, the deterministic evaluation return, wall time and env steps/s.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import importlib
 import os
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _resolve(path: str):
     module, _, name = path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def instrument(times: dict, counts: collections.Counter, firsts: dict) -> None:

@@ -22,8 +22,7 @@ _ACTIVATIONS = {
 
 
 def _read(variable, weights):
-    value = weights.get(id(variable)) if weights else None
-    return variable.numpy() if value is None else value
+    return weights[id(variable)] if weights else variable.numpy()
 
 
 def _dense(layer, weights=None):
@@ -51,8 +50,8 @@ class NumpyPolicy:
     def sync(self, weights: dict | None = None) -> None:
         """Copies the current weights of the Keras models.
 
-        weights: {id(variable): value} already read (tfppo.learner.Learner.weights after an
-        update); variables not in it are read from the models.
+        weights: {id(variable): value} of every variable, already read (tfppo.learner.Learner.weights
+        after an update); None or empty: read from the models.
         """
         head = self.actor.head
         self.actor_torso = [_dense(layer, weights) for layer in self.actor.torso.layers]

@@ -255,11 +255,11 @@ class Trainer:
             fractions.append(self.stats.episodes / config.max_episodes)
         return min(max(fractions), 1.0)
 
-    def _count_update(self, wall_s: float) -> None:
-        """Advances the run's counters (Python mirrors of TrainState; see _sync_state)."""
+    def _count_update(self, wall_s: float, mean: float) -> None:
+        """Advances the run's counters (Python mirrors of TrainState; see _sync_state);
+        mean: the last-100 return after this update."""
         self.updates += 1
         self.wall_s = wall_s
-        mean = self.stats.return_mean()
         if self.collector.recent_returns and mean > self.best_return_mean:
             self.best_return_mean = mean
 
@@ -326,12 +326,13 @@ class Trainer:
             while not self._done():
                 metrics = self._update_once()
                 elapsed = time.time() - started
-                self._count_update(wall_before + elapsed)
+                mean = self.stats.return_mean()
+                self._count_update(wall_before + elapsed, mean)
                 record = {
                     "global_step": self.stats.env_steps,
                     "update": self.updates,
                     "episodes": self.stats.episodes,
-                    "episode_return_mean": self.stats.return_mean(),
+                    "episode_return_mean": mean,
                     "episode_length_mean": self.stats.length_mean(),
                     "success_rate": self.stats.success_rate(),
                     "sps": (self.stats.env_steps - start_steps) / max(elapsed, 1e-9),
