@@ -205,7 +205,7 @@ class HybridUpdateTest(tf.test.TestCase):
                 "return": advantage,
             }
             batch.update({f"behavior_{k}": out[k] for k in HYBRID.action.param_dims()})
-            metrics = learner_lib.Learner(actor, critic, HYBRID, config).update(batch, 0.0)
+            metrics, _ = learner_lib.Learner(actor, critic, HYBRID, config).update(batch, 0.0)
             self.assertTrue(all(np.isfinite(v) for v in metrics.values()))
             losses[ratio] = metrics["policy_loss"]
         self.assertAllClose(losses["joint"], -advantage.mean(), atol=1e-4)

@@ -65,7 +65,7 @@ class LearnerTest(tf.test.TestCase):
         zero_weights(critic)
         batch = random_batch(DISCRETE, config, policy, seed=0)
         self.assertAllClose(batch["behavior_logits"], np.zeros((16, 3)))
-        metrics = learner.update(batch, 0.0)
+        metrics, _ = learner.update(batch, 0.0)
         self.assertAllClose(metrics["policy_loss"], -batch["advantage"].mean(), atol=1e-6)
         self.assertAllClose(metrics["value_loss"], np.mean(batch["return"] ** 2), atol=1e-5)
         self.assertAllClose(metrics["entropy"], np.log(3.0), atol=1e-6)
@@ -75,7 +75,7 @@ class LearnerTest(tf.test.TestCase):
     def test_kl_lambda_doubles_and_the_actor_stops_early_when_kl_is_high(self):
         config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e-9, actor_epochs=5, actor_lr=1e-2)
         _, _, policy, learner = make(BOX, config)
-        metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+        metrics, _ = learner.update(random_batch(BOX, config, policy, 0), 0.0)
         self.assertEqual(metrics["actor_epochs_run"], 1.0)  # KL > 4 x target after the first epoch
         self.assertAllClose(metrics["kl_lambda_used"], 0.5)
         self.assertAllClose(metrics["kl_lambda"], 1.0)
@@ -86,7 +86,7 @@ class LearnerTest(tf.test.TestCase):
             SMALL, method="kl_pen", kl_target=1e-9, actor_epochs=4, critic_epochs=3, actor_lr=1e-2
         )
         _, _, policy, learner = make(BOX, config)
-        metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+        metrics, _ = learner.update(random_batch(BOX, config, policy, 0), 0.0)
         self.assertEqual((metrics["actor_epochs_run"], metrics["critic_epochs_run"]), (1.0, 3.0))
 
     def test_shared_torso_trains_one_loss_with_one_optimizer(self):
@@ -96,7 +96,7 @@ class LearnerTest(tf.test.TestCase):
         self.assertLen(learner.critic_variables, 2)  # the value head only
         torso_before = [v.numpy() for v in actor.torso.variables]
         head_before = [v.numpy() for v in critic.value.variables]
-        metrics = learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)
+        metrics, _ = learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)
         self.assertEqual(metrics["actor_grad_norm"], metrics["critic_grad_norm"])
         for before, variable in zip(
             torso_before + head_before, actor.torso.variables + critic.value.variables, strict=True
@@ -115,8 +115,8 @@ class LearnerTest(tf.test.TestCase):
         joint_actor.set_weights(actor.get_weights())
         joint_critic.set_weights(critic.get_weights())
         batch = random_batch(BOX, base, policy, 0)
-        apart = separate.update(batch, 0.0)
-        together = joint.update(batch, 0.0)
+        apart, _ = separate.update(batch, 0.0)
+        together, _ = joint.update(batch, 0.0)
         expected = np.hypot(apart["actor_grad_norm"], 0.5 * apart["critic_grad_norm"])
         self.assertAllClose(together["actor_grad_norm"], expected, rtol=1e-5)
         self.assertAllClose(together["critic_grad_norm"], expected, rtol=1e-5)
@@ -128,7 +128,7 @@ class LearnerTest(tf.test.TestCase):
         config = dataclasses.replace(SMALL, method="kl_pen", kl_target=1e3, actor_epochs=3, kl_lambda_max=1e4)
         _, _, policy, learner = make(BOX, config)
         for expected in (0.25, 0.125):
-            metrics = learner.update(random_batch(BOX, config, policy, 0), 0.0)
+            metrics, _ = learner.update(random_batch(BOX, config, policy, 0), 0.0)
             self.assertEqual(metrics["actor_epochs_run"], 3.0)
             self.assertAllClose(metrics["kl_lambda"], expected)
 
@@ -136,13 +136,13 @@ class LearnerTest(tf.test.TestCase):
         config = dataclasses.replace(SMALL, target_kl=1e-9, actor_epochs=4)
         _, _, policy, learner = make(DISCRETE, config)
         self.assertEqual(
-            learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)["actor_epochs_run"], 1.0
+            learner.update(random_batch(DISCRETE, config, policy, 0), 0.0)[0]["actor_epochs_run"], 1.0
         )
 
     def test_update_and_policy_step_trace_once(self):
         _, _, policy, learner = make(BOX, SMALL)
         for seed in range(4):
-            metrics = learner.update(random_batch(BOX, SMALL, policy, seed), seed / 4)
+            metrics, _ = learner.update(random_batch(BOX, SMALL, policy, seed), seed / 4)
             self.assertTrue(all(np.isfinite(v) for v in metrics.values()))
             policy.step(np.zeros((2, 3), np.float32))
             policy.value(np.zeros((5, 3), np.float32))
@@ -156,14 +156,14 @@ class LearnerTest(tf.test.TestCase):
         for shared in (False, True):
             config = dataclasses.replace(SMALL, shared_torso=shared, sigma="state_independent")
             actor, critic, policy, learner = make(BOX, config)
-            learner.update(random_batch(BOX, config, policy, 0), 0.0)
+            _, weights = learner.update(random_batch(BOX, config, policy, 0), 0.0)
             variables = {id(v): v for v in actor.variables + critic.variables}
-            self.assertEqual(set(learner.weights), set(variables))
-            for key, value in learner.weights.items():
+            self.assertEqual(set(weights), set(variables))
+            for key, value in weights.items():
                 self.assertAllEqual(value, variables[key].numpy())
             mirror = NumpyPolicy(actor, critic, BOX, seed=0)
             actor.head.log_std.assign_add([1.0, 1.0])  # the mirror must take the handed-back values
-            mirror.sync(learner.weights)
+            mirror.sync(weights)
             observation = np.ones((4, 3), np.float32)
             actor.head.log_std.assign_add([-1.0, -1.0])
             self.assertAllClose(mirror.params(observation)["scale"], actor.params(observation)["scale"])
@@ -172,7 +172,7 @@ class LearnerTest(tf.test.TestCase):
     def test_annealing_sets_the_learning_rate(self):
         config = dataclasses.replace(SMALL, anneal_lr=True, actor_lr=0.1, critic_lr=0.2)
         _, _, policy, learner = make(DISCRETE, config)
-        metrics = learner.update(random_batch(DISCRETE, config, policy, 0), 0.75)
+        metrics, _ = learner.update(random_batch(DISCRETE, config, policy, 0), 0.75)
         self.assertAllClose([metrics["actor_lr"], metrics["critic_lr"]], [0.025, 0.05])
 
     def test_the_update_improves_the_surrogate(self):

@@ -8,6 +8,7 @@ Stable-Baselines3) unless the docstring says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 METHODS = ("clip", "kl_pen")
@@ -40,6 +41,7 @@ class Config:
 
     # Experiment.
     env: str = "CartPole-v1"
+    env_kwargs: str = ""  # a JSON object of keyword arguments for gym.make (a dict is accepted too).
     seed: int = 0
     logdir: str = ""
     resume: bool = False
@@ -48,6 +50,8 @@ class Config:
     num_envs: int = 8
     vector_mode: str = "sync"
     eval_episodes: int = 10
+    eval_every: int = 0  # env steps between periodic evaluations (0: only the final one).
+    eval_every_episodes: int = 5  # deterministic episodes per periodic evaluation.
     checkpoint_every: int = 50  # updates between checkpoints; the last update always saves.
     use_mask: bool = True  # apply the env's invalid-action mask (False: to see what it buys).
     intra_op_threads: int = 1  # TF threads per op; 1 measured fastest for small networks (0: TF's default).
@@ -107,7 +111,13 @@ class Config:
     ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
 
     def __post_init__(self) -> None:
+        if isinstance(self.env_kwargs, dict):  # Stored as canonical JSON text: one flag, one value.
+            object.__setattr__(self, "env_kwargs", json.dumps(self.env_kwargs, sort_keys=True))
         validate(self)
+
+    @property
+    def env_kwargs_dict(self) -> dict:
+        return json.loads(self.env_kwargs) if self.env_kwargs else {}
 
     @property
     def batch_size(self) -> int:
@@ -148,6 +158,15 @@ def _finite(name: str, value: float) -> None:
 def validate(config: Config) -> None:
     """Raises ConfigError naming the first bad value; runs before any env is made."""
     _require(bool(config.env), "--env must name a gymnasium env id, e.g. CartPole-v1")
+    if config.env_kwargs:
+        try:
+            kwargs = json.loads(config.env_kwargs)
+        except ValueError:
+            kwargs = None
+        _require(
+            isinstance(kwargs, dict),
+            f"--env_kwargs={config.env_kwargs!r} must be a JSON object, e.g. '{{\"size\": 5}}'",
+        )
     _choice("method", config.method, METHODS)
     _choice("sigma", config.sigma, SIGMA_MODES)
     _choice("activation", config.activation, ACTIVATIONS)
@@ -160,12 +179,23 @@ def validate(config: Config) -> None:
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
         value = getattr(config, name)
         _require(value >= 1, f"--{name}={value} must be a positive integer")
-    for name in ("critic_epochs", "eval_episodes", "max_episodes", "total_timesteps", "intra_op_threads"):
+    for name in (
+        "critic_epochs",
+        "eval_episodes",
+        "eval_every",
+        "max_episodes",
+        "total_timesteps",
+        "intra_op_threads",
+    ):
         value = getattr(config, name)
         _require(value >= 0, f"--{name}={value} must be >= 0")
     _require(
         config.total_timesteps > 0 or config.max_episodes > 0,
         "--total_timesteps and --max_episodes are both 0: the run would never stop",
+    )
+    _require(
+        config.eval_every_episodes >= 1,
+        f"--eval_every_episodes={config.eval_every_episodes} must be a positive integer",
     )
     _require(config.checkpoint_every >= 1, f"--checkpoint_every={config.checkpoint_every} must be >= 1")
     floats = [f.name for f in dataclasses.fields(config) if isinstance(getattr(config, f.name), float)]

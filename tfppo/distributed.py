@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tfppo.config import ConfigError
@@ -148,3 +149,75 @@ def broadcast_from_chief(replicas: Replicas, variables, is_chief: bool) -> None:
             variable.assign(value)
 
     broadcast()
+
+
+class LocalStats:
+    """The run's counters and episode statistics as reported: this process's collector."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def refresh(self) -> None:
+        """Called after every update (a no-op here)."""
+
+    @property
+    def env_steps(self) -> int:
+        return self.collector.env_steps
+
+    @property
+    def episodes(self) -> int:
+        return self.collector.episodes
+
+    def return_mean(self) -> float:
+        return self.collector.return_mean()
+
+    def length_mean(self) -> float:
+        lengths = self.collector.recent_lengths
+        return float(np.mean(lengths)) if lengths else float("nan")
+
+    def success_rate(self) -> float | None:
+        return self.collector.success_rate()
+
+
+class GlobalStats(LocalStats):
+    """Sums over every worker, from one all-reduce per update, continuing a restored run's counts.
+
+    Every worker computes the same numbers, so every worker takes the same stop decision.
+    """
+
+    def __init__(self, collector, replicas, base_steps: int, base_episodes: int):
+        super().__init__(collector)
+        self.base_steps, self.base_episodes = base_steps, base_episodes
+        self.values = np.zeros(8)
+        self._sum = tf.function(replicas.sum, input_signature=[tf.TensorSpec([8], tf.float64)])
+
+    def refresh(self) -> None:
+        c = self.collector
+        local = [
+            c.env_steps,
+            c.episodes,
+            sum(c.recent_returns),
+            len(c.recent_returns),
+            sum(c.recent_successes),
+            len(c.recent_successes),
+            sum(c.recent_lengths),
+            len(c.recent_lengths),
+        ]
+        self.values = self._sum(tf.constant(local, tf.float64)).numpy()
+
+    @property
+    def env_steps(self) -> int:
+        return self.base_steps + int(self.values[0])
+
+    @property
+    def episodes(self) -> int:
+        return self.base_episodes + int(self.values[1])
+
+    def return_mean(self) -> float:
+        return self.values[2] / self.values[3] if self.values[3] else float("nan")
+
+    def length_mean(self) -> float:
+        return self.values[6] / self.values[7] if self.values[7] else float("nan")
+
+    def success_rate(self) -> float | None:
+        return self.values[4] / self.values[5] if self.values[5] else None

@@ -8,9 +8,13 @@ are sent to the env (training always sees the raw sample).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -167,6 +171,144 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"--env={env_id!r} is not a registered gymnasium env: {error}") from None
     except ModuleNotFoundError as error:
         raise ConfigError(f"--env={env_id!r} needs a package that is not installed: {error}") from None
+    except TypeError as error:
+        if not kwargs:
+            raise
+        raise ConfigError(f"--env={env_id!r} rejected --env_kwargs={json.dumps(kwargs)}: {error}") from None
+
+
+def factory_name(factory: Callable) -> str:
+    """ "module:qualname" of a function or class (what env.json records of a Python factory)."""
+    target = getattr(factory, "func", factory)  # functools.partial
+    module = getattr(target, "__module__", None) or type(target).__module__
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{qualname}"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSource:
+    """How the run's envs are made: a registered id (with kwargs) or a Python factory.
+
+    name: what Config.env holds (the id, or "<module:qualname>" for a factory);
+    record: what env.json keeps of it, enough to make the env again where that is possible.
+    """
+
+    name: str
+    factory: Callable[[], gym.Env]
+    record: dict
+
+    @property
+    def is_python_factory(self) -> bool:
+        return "factory" in self.record
+
+    def make(self, **kwargs: Any) -> gym.Env:
+        """One env; a factory that raises or returns something else is a ConfigError."""
+        if not self.is_python_factory:
+            return self.factory(**kwargs)
+        try:
+            env = self.factory(**kwargs)
+        except ConfigError:
+            raise
+        except Exception as error:  # The user's code: name it and what it raised.
+            raise ConfigError(
+                f"the env factory {self.record['factory']} raised {type(error).__name__}: {error}"
+            ) from error
+        if not isinstance(env, gym.Env):
+            raise ConfigError(
+                f"the env factory {self.record['factory']} returned {type(env).__name__}; "
+                "expected a gymnasium.Env"
+            )
+        return env
+
+
+def source_from_id(env_id: str, env_kwargs: dict | None = None) -> EnvSource:
+    kwargs = dict(env_kwargs or {})
+    if env_id.startswith("<"):
+        raise ConfigError(
+            f"--env={env_id!r} names a Python env factory; pass it again from Python "
+            "(tfppo.train(config, env=FACTORY)) or give a registered env id"
+        )
+    return EnvSource(
+        env_id, lambda **extra: make_env(env_id, **kwargs, **extra), {"id": env_id, "kwargs": kwargs}
+    )
+
+
+def source_from_factory(factory: Callable[[], gym.Env]) -> EnvSource:
+    name = factory_name(factory)
+    return EnvSource(f"<{name}>", factory, {"factory": name})
+
+
+def source_of(env, config: Config) -> EnvSource:
+    """The EnvSource of `env` (None: config.env and config.env_kwargs; a str: an id; a callable)."""
+    if env is None:
+        return source_from_id(config.env, config.env_kwargs_dict)
+    if isinstance(env, str):
+        return source_from_id(env, config.env_kwargs_dict)
+    if isinstance(env, gym.Env):
+        raise ConfigError(
+            f"env={type(env).__name__} instance; pass a callable that returns a new env "
+            f"(e.g. the class, or lambda: {type(env).__name__}(...)): every vector env copy needs its own"
+        )
+    if callable(env):
+        return source_from_factory(env)
+    raise ConfigError(
+        f"env={env!r}; expected a gymnasium id, module:EnvId, or a callable returning a gymnasium.Env"
+    )
+
+
+def import_object(name: str):
+    """The object "module:qualname" names; ConfigError if it cannot be imported here."""
+    module, _, qualname = name.partition(":")
+    try:
+        if module == "__main__":
+            raise ImportError("defined in a script's __main__")
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"{name} cannot be imported here ({error})") from None
+    return target
+
+
+def source_from_record(record: dict | None, config: Config | None = None) -> EnvSource:
+    """The EnvSource a saved run used (env.json), for a resume or an export from the command line."""
+    if not record:  # A run from before env.json: its flags name the env.
+        return source_from_id(config.env, config.env_kwargs_dict)
+    if "id" in record["source"]:
+        return source_from_id(record["source"]["id"], record["source"].get("kwargs"))
+    name = record["source"]["factory"]
+    try:
+        return source_from_factory(import_object(name))
+    except ConfigError as error:
+        raise ConfigError(
+            f"this run's env was made by the Python factory {name}: {error}; continue it from Python: "
+            "tfppo.train(config, env=FACTORY, logdir=...)"
+        ) from None
+
+
+def spec_to_dict(spec: EnvSpec) -> dict:
+    """EnvSpec as JSON values (arrays as lists), for env.json and the export's metadata."""
+    values = dataclasses.asdict(spec)
+    action = values["action"]
+    for key in ("low", "high", "parameter_mask"):
+        if action[key] is not None:
+            action[key] = np.asarray(action[key]).tolist()
+    return values
+
+
+def spec_from_dict(values: dict) -> EnvSpec:
+    action = dict(values["action"])
+    for key, dtype in (("low", np.float32), ("high", np.float32), ("parameter_mask", bool)):
+        if action[key] is not None:
+            action[key] = np.asarray(action[key], dtype)
+    action["shape"], action["nvec"] = tuple(action["shape"]), tuple(action["nvec"])
+    if action["dict_keys"] is not None:
+        action["dict_keys"] = tuple(action["dict_keys"])
+    return EnvSpec(
+        observation_shape=tuple(values["observation_shape"]),
+        action=ActionSpec(**action),
+        has_mask=bool(values["has_mask"]),
+    )
 
 
 class StepLatency(gym.Wrapper):
@@ -191,13 +333,31 @@ def parameter_mask_of(env, info: dict):
     return mask
 
 
-def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What one env, made and reset once before training, says about the run's envs."""
+
+    spec: EnvSpec
+    observation_space: gym.Space
+    action_space: gym.Space
+
+    def record(self, source: EnvSource) -> dict:
+        """env.json: how the env was made and what the networks were built for."""
+        return {
+            "source": source.record,
+            "spec": spec_to_dict(self.spec),
+            "observation_space": str(self.observation_space),
+            "action_space": str(self.action_space),
+        }
+
+
+def probe(source: EnvSource, use_mask: bool = True) -> Probe:
     """Makes one env to read its spec; raises ConfigError for an unknown id or unsupported spaces.
 
     use_mask=False ignores the env's action mask (training then never sees it; invalid actions
     reach the env, which must handle them).
     """
-    env = make_env(env_id)
+    env = source.make()
     try:
         _, info = env.reset(seed=0)
         spec = env_spec(
@@ -209,23 +369,43 @@ def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
                     "--use_mask=false with a Dict observation that carries the mask is not supported"
                 )
             spec = dataclasses.replace(spec, has_mask=False)
-        return spec
+        return Probe(spec, env.observation_space, env.action_space)
     finally:
         env.close()
 
 
-def make_vector_env(config: Config) -> gym.vector.VectorEnv:
-    """num_envs copies of config.env, auto-resetting in the same step (final obs in info)."""
-    probe_spec(config.env, config.use_mask)  # Fails fast, in this process, on a bad id or unsupported spaces.
+def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
+    """The EnvSpec of a registered env id (see probe)."""
+    return probe(source_from_id(env_id), use_mask).spec
+
+
+def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vector.VectorEnv:
+    """num_envs copies from `source` (its factory called once per copy), auto-resetting in the
+    same step (final obs in info). Every copy must have the probed env's spaces."""
     latency_s = config.step_latency_ms / 1000.0
 
     def thunk():
-        env = make_env(config.env)
+        env = source.make()
+        if (env.observation_space, env.action_space) != (probed.observation_space, probed.action_space):
+            env.close()
+            raise ConfigError(
+                f"the env {source.name} returned envs with different spaces: first "
+                f"{probed.observation_space} / {probed.action_space}, then "
+                f"{env.observation_space} / {env.action_space}; every call must give the same spaces"
+            )
         return StepLatency(env, latency_s) if latency_s > 0 else env
 
     thunks = [thunk] * config.num_envs
     kwargs = dict(autoreset_mode=AutoresetMode.SAME_STEP)
     if config.vector_mode == "async":
+        try:
+            cloudpickle.dumps(source.factory)
+        except Exception as error:
+            raise ConfigError(
+                f"--vector_mode=async sends the env factory {source.name} to subprocesses, but it "
+                f"cannot be pickled ({type(error).__name__}: {error}); use --vector_mode=sync or a "
+                "module-level function or class"
+            ) from None
         return gym.vector.AsyncVectorEnv(thunks, **kwargs)
     return gym.vector.SyncVectorEnv(thunks, **kwargs)
 

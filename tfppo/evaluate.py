@@ -58,10 +58,15 @@ def main(argv) -> None:
     from tfppo.config import ConfigError
 
     model, meta = load(FLAGS.saved_model)
-    env_id = FLAGS.env or meta["env"]
     seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
     try:
-        spec = envs_lib.probe_spec(env_id)
+        if FLAGS.env:
+            source = envs_lib.source_from_id(FLAGS.env)
+        else:
+            saved = meta.get("env_source") or {"id": meta["env"]}
+            source = envs_lib.source_from_record({"source": saved})
+        env_id = source.name
+        spec = envs_lib.probe(source).spec
         if spec.observation_shape != tuple(meta["observation_shape"]):
             raise ConfigError(
                 f"--env={env_id} observations have shape {spec.observation_shape}; the model expects "
@@ -72,7 +77,11 @@ def main(argv) -> None:
             args = (observation, mask) if meta["has_mask"] else (observation,)
             return model.action(*args)["action"].numpy()
 
-        returns = evaluation.run_episodes(env_id, act, FLAGS.episodes, seed, spec, video_dir=FLAGS.video_dir)
+        env = evaluation.make_env(source, FLAGS.video_dir)
+        try:
+            returns = evaluation.run_episodes(env, act, FLAGS.episodes, seed, spec)
+        finally:
+            env.close()
     except ConfigError as error:
         fail(str(error))
     print(
@@ -83,5 +92,10 @@ def main(argv) -> None:
         print(f"videos in {FLAGS.video_dir}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script tfppo-evaluate."""
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -29,17 +29,17 @@ import tempfile
 
 import tensorflow as tf
 
-from tfppo import distributions
+from tfppo import distributions, rundir
 from tfppo.envs import EnvSpec
 
-SAVED_MODEL_DIR = "saved_model"
 
-
-def metadata(config, spec: EnvSpec, observation_space, action_space, extra: dict) -> dict:
+def metadata(config, spec: EnvSpec, env_record: dict, extra: dict) -> dict:
+    """The model's metadata; env_record: the run's env.json (tfppo.envs.Probe.record)."""
     import gymnasium
     import tensorflow_probability as tfp
 
     import tfppo
+    from tfppo.envs import spec_to_dict
 
     return {
         "tfppo_version": tfppo.__version__,
@@ -47,11 +47,13 @@ def metadata(config, spec: EnvSpec, observation_space, action_space, extra: dict
         "tensorflow_probability_version": tfp.__version__,
         "gymnasium_version": gymnasium.__version__,
         "env": config.env,
-        "observation_space": str(observation_space),
-        "action_space": str(action_space),
+        "env_source": env_record.get("source"),
+        "observation_space": env_record.get("observation_space", ""),
+        "action_space": env_record.get("action_space", ""),
         "action_kind": spec.action.kind,
         "observation_shape": list(spec.observation_shape),
         "has_mask": spec.has_mask,
+        "spec": spec_to_dict(spec),
         "flags": config.to_dict(),
         **extra,
     }
@@ -149,26 +151,21 @@ def load_metadata(path: str) -> dict:
         return json.load(f)
 
 
-def export_checkpoint(logdir: str, out: str, checkpoint: str = "") -> str:
-    """Rebuilds a run's networks from flags.json, restores a checkpoint and exports it."""
-    from tfppo import trainer
+def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, critic_torso=None) -> str:
+    """Rebuilds a run's networks from its run directory (no env), restores a checkpoint and exports it."""
+    from tfppo import agent as agent_lib
     from tfppo.config import ConfigError
 
-    flags_path = os.path.join(logdir, "flags.json")
-    if not os.path.isfile(flags_path):
-        raise ConfigError(f"--logdir={logdir!r} has no flags.json; expected a tfppo run directory")
-    if os.path.exists(out) and os.listdir(out):
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ConfigError(f"--out={out!r} already holds files; choose a new directory")
-    with open(flags_path, encoding="utf-8") as f:
-        saved = json.load(f)
-    from tfppo.config import Config
-
-    config = Config.from_dict({**saved, "resume": True})
-    run = trainer.Trainer(config, logdir, checkpoint=checkpoint or None)
-    try:
-        return run.export(out)
-    finally:
-        run.env.close()
+    agent, record = agent_lib.from_run(logdir, checkpoint, torso, critic_torso)
+    state = agent.state
+    figures = {
+        "global_step": int(state.global_step.numpy()),
+        "episodes": int(state.episodes.numpy()),
+        "checkpoint": checkpoint or tf.train.latest_checkpoint(rundir.path(logdir, rundir.CHECKPOINT_DIR)),
+    }
+    return agent.export(out, metadata(agent.config, agent.spec, record, figures))
 
 
 def main(argv) -> int:
@@ -198,5 +195,10 @@ def main(argv) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script tfppo-export."""
     sys.exit(main(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

@@ -14,6 +14,7 @@ from tfppo import config as config_lib
 
 HELP = {
     "env": "Gymnasium env id, or module:EnvId to import the module that registers it. Actions: Box, Discrete (masks from info or a Dict observation), MultiDiscrete, or Tuple/Dict of Discrete and Box (hybrid); observations: Box, or a Dict of a Box and an action_mask.",
+    "env_kwargs": "Keyword arguments for the env's constructor (gym.make) as a JSON object, e.g. '{\"size\": 8}'.",
     "seed": "One seed for Python, NumPy, TF and the envs (env i gets seed + i).",
     "logdir": "Run directory; default runs/<env>_<method>_seed<seed>_<time>. Must be new unless --resume.",
     "resume": "Continue the run in --logdir from its latest checkpoint.",
@@ -22,6 +23,8 @@ HELP = {
     "num_envs": "Envs stepped in parallel by one vector env; one policy call serves them all.",
     "vector_mode": "sync: envs in this process; async: one subprocess per env.",
     "eval_episodes": "Deterministic evaluation episodes at the end (summary.json eval_return_mean).",
+    "eval_every": "Evaluate the deterministic policy every this many env steps on separate, seeded eval envs (metrics and TensorBoard eval_return_mean; the best is kept as LOGDIR/best/saved_model); 0: only at the end.",
+    "eval_every_episodes": "Episodes per periodic evaluation (--eval_every); the same seeds every time, so evaluations compare.",
     "checkpoint_every": "Save a checkpoint every this many updates (and always at the end).",
     "use_mask": "Apply the env's invalid-action mask (info['action_mask'] or a Dict observation key) when sampling and training; false ignores it.",
     "intra_op_threads": "TensorFlow threads inside one op. 1 (default) was measured 26% faster per CartPole update than TF's default on 2 cores: small matmuls lose more to thread hand-offs than they gain; 0 keeps TF's default (try it for large networks).",

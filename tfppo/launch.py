@@ -164,5 +164,10 @@ def main(argv: list[str]) -> int:
     return code
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `tfppo-launch` console script: `main` on the command line, its result the exit code."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

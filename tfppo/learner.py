@@ -81,20 +81,23 @@ class Learner(tf.Module):
         # NumPy mirror of the networks syncs without reading every variable (tfppo.numpy_policy).
         self.mirrored = list({id(v): v for v in actor.variables + critic.variables}.values())
         self._splits = np.cumsum([int(np.prod(v.shape)) for v in self.mirrored])[:-1]
-        self.weights = {}  # id(variable) -> its value after the last update
         self.compiled_update = tf.function(
             self._packed_update,
             input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
             autograph=False,  # The loops are explicit (_epochs): no conversion cost.
         )
 
-    def update(self, batch: dict[str, np.ndarray], progress: float) -> dict[str, float]:
-        """Trains on one flat batch; progress in [0, 1] drives the annealing schedules."""
+    def update(self, batch: dict[str, np.ndarray], progress: float) -> tuple[dict[str, float], dict]:
+        """Trains on one flat batch; progress in [0, 1] drives the annealing schedules.
+
+        Returns (metrics, weights): weights maps id(variable) to its value after the update, for
+        every variable of actor and critic (what a NumPy mirror syncs from without reading them).
+        """
         values = self.compiled_update(batch, tf.constant(progress, tf.float32)).numpy()
         count = len(self.metric_names)
         parts = np.split(values[count:], self._splits)
-        self.weights = {id(v): p.reshape(v.shape) for v, p in zip(self.mirrored, parts, strict=True)}
-        return dict(zip(self.metric_names, values[:count].tolist(), strict=True))
+        weights = {id(v): p.reshape(v.shape) for v, p in zip(self.mirrored, parts, strict=True)}
+        return dict(zip(self.metric_names, values[:count].tolist(), strict=True)), weights
 
     def _packed_update(self, batch, progress):
         """`_update`'s metrics, then the updated weights, as one vector: one tensor to read back."""

@@ -16,6 +16,8 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
+from tfppo import rundir
+
 # TensorBoard groups: the dashboard shows one section per prefix.
 GROUPS = {
     "episode_return_mean": "charts",
@@ -23,6 +25,9 @@ GROUPS = {
     "episodes": "charts",
     "success_rate": "charts",
     "sps": "charts",
+    "eval_return_mean": "charts",
+    "eval_return_std": "charts",
+    "eval_best_return_mean": "charts",
     "policy_loss": "losses",
     "value_loss": "losses",
     "entropy": "losses",
@@ -46,7 +51,6 @@ GROUPS = {
     "critic_lr": "optim",
 }
 SKIP = {"global_step", "update", "wall_s"}
-EPISODES_FILE = "episodes.csv"  # one row per finished episode: env step at its end, return, length.
 
 
 def _format_duration(seconds: float) -> str:
@@ -79,8 +83,8 @@ class MetricsLogger:
         self.writer = tf.summary.create_file_writer(logdir, flush_millis=5000)
         self._writer_context = self.writer.as_default()
         self._writer_context.__enter__()
-        self.jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
-        episodes_path = os.path.join(logdir, EPISODES_FILE)
+        self.jsonl = open(rundir.path(logdir, rundir.METRICS_FILE), "a", encoding="utf-8")
+        episodes_path = rundir.path(logdir, rundir.EPISODES_FILE)
         new_file = not os.path.exists(episodes_path)
         self.episodes_csv = open(episodes_path, "a", encoding="utf-8")
         if new_file:

@@ -6,7 +6,7 @@ Shapes: B batch, D observation dim, A action dim (or number of discrete actions)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -129,11 +129,13 @@ def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
 class Actor(keras.Model):
     """observation [B, D] (and action_mask [B, W]) -> the policy distribution, batch shape [B]."""
 
-    def __init__(self, spec: EnvSpec, config: Config, **kwargs):
+    def __init__(self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
         self.action_spec = spec.action
         self.kind = spec.action.kind
-        self.torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
+        if torso is None:
+            torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
+        self.torso = torso
         self.head = make_head(spec.action, config)
 
     def params(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -148,7 +150,7 @@ class Actor(keras.Model):
 class Critic(keras.Model):
     """observation [B, D] -> V(s) [B]."""
 
-    def __init__(self, config: Config, torso: keras.Sequential | None = None, **kwargs):
+    def __init__(self, config: Config, torso: keras.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
         if torso is None:
             torso = make_torso(config.critic_sizes, config.activation, config.ortho_init, "torso")
@@ -161,11 +163,56 @@ class Critic(keras.Model):
         return tf.squeeze(self.value(self.torso(observation)), axis=-1)
 
 
-def build(spec: EnvSpec, config: Config):
-    """Returns (actor, critic) with their variables created."""
-    actor = Actor(spec, config, name="actor")
-    critic = Critic(config, torso=actor.torso if config.shared_torso else None, name="critic")
-    dummy = tf.zeros((1,) + spec.observation_shape, tf.float32)
+TorsoBuilder = Callable[[tuple[int, ...]], keras.Layer]
+
+
+def _custom_torso(builder: TorsoBuilder, observation_shape: tuple[int, ...], role: str) -> keras.Layer:
+    """A user's torso, checked: a Keras layer or model mapping [B, *observation_shape] to [B, F]."""
+    name = getattr(builder, "__qualname__", type(builder).__qualname__)
+    try:
+        torso = builder(tuple(observation_shape))
+    except Exception as error:  # The user's code: name it and what it raised.
+        raise ConfigError(
+            f"the {role} torso builder {name} raised {type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(torso, keras.Layer):
+        raise ConfigError(
+            f"the {role} torso builder {name} returned {type(torso).__name__}; expected a keras.Model or layer"
+        )
+    dummy = tf.zeros((2,) + tuple(observation_shape), tf.float32)
+    try:
+        features = torso(dummy)
+    except Exception as error:
+        raise ConfigError(
+            f"the {role} torso from {name} fails on observations of shape {dummy.shape}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(features, tf.Tensor) or features.shape.rank != 2 or features.shape[0] != 2:
+        shape = getattr(features, "shape", type(features).__name__)
+        raise ConfigError(
+            f"the {role} torso from {name} returns {shape} for observations of shape {dummy.shape}; "
+            "expected [B, features]"
+        )
+    return torso
+
+
+def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, critic_torso=None):
+    """Returns (actor, critic) with their variables created.
+
+    torso: a builder `observation_shape -> keras.Model` for the actor's torso (default: the
+    MLP of --hidden_sizes); critic_torso: the critic's (default: `torso` again, a second
+    instance, or the MLP of --critic_hidden_sizes). With --shared_torso the critic uses the actor's.
+    """
+    shape = spec.observation_shape
+    actor_torso = _custom_torso(torso, shape, "actor") if torso is not None else None
+    actor = Actor(spec, config, actor_torso, name="actor")
+    if config.shared_torso:
+        critic_net = actor.torso
+    else:
+        builder = critic_torso or torso
+        critic_net = _custom_torso(builder, shape, "critic") if builder is not None else None
+    critic = Critic(config, torso=critic_net, name="critic")
+    dummy = tf.zeros((1,) + shape, tf.float32)
     actor.params(dummy)
     critic(dummy)
     return actor, critic

@@ -32,6 +32,30 @@ def _dense(layer, weights=None):
     return _read(layer.kernel, weights), _read(layer.bias, weights), _ACTIVATIONS[name]
 
 
+def unsupported_layers(actor, critic) -> list[str]:
+    """Names of the torso layers this mirror cannot follow (empty: it can mirror both networks).
+
+    The mirror follows keras.Sequential torsos of Dense layers with the activations above: the
+    MLP tfppo builds, or a custom torso of the same form.
+    """
+    import keras
+
+    found = []
+    for torso in (actor.torso, critic.torso):
+        if not isinstance(torso, keras.Sequential):
+            found.append(type(torso).__name__)
+            continue
+        for layer in torso.layers:
+            name = getattr(getattr(layer, "activation", None), "__name__", None)
+            if type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
+                found.append(type(layer).__name__)
+    return sorted(set(found))
+
+
+class ParityError(RuntimeError):
+    """The NumPy mirror and the Keras networks disagree: the mirror no longer follows networks.py."""
+
+
 def _forward(layers, x):
     for kernel, bias, activation in layers:
         x = activation(x @ kernel + bias)
@@ -45,6 +69,7 @@ class NumpyPolicy:
         self.actor, self.critic, self.spec = actor, critic, spec
         self.kind = spec.action.kind
         self.rng = np.random.default_rng(seed)
+        self.checked = False  # the first step compares this mirror with the Keras networks
         self.sync()
 
     def sync(self, weights: dict | None = None) -> None:
@@ -119,8 +144,26 @@ class NumpyPolicy:
         action_type = self._categorical(params["logits"], mask, sample).astype(np.float32)
         return np.concatenate([action_type[:, None], continuous], axis=1).astype(np.float32)
 
+    def check_parity(self, observation: np.ndarray, atol: float = 1e-4) -> None:
+        """Raises ParityError unless this mirror gives the Keras networks' parameters and values
+        on `observation` (one eager TensorFlow call; the first step makes it)."""
+        expected = {k: v.numpy() for k, v in self.actor.params(observation).items()}
+        expected["value"] = self.critic(observation).numpy()
+        mirrored = {**self.params(observation), "value": self.value(observation)}
+        for key, value in expected.items():
+            error = float(np.max(np.abs(mirrored[key] - value))) if value.size else 0.0
+            if not error <= atol * (1.0 + float(np.max(np.abs(value)))):
+                raise ParityError(
+                    f"the NumPy acting mirror's {key} differs from the Keras networks' by {error:.3g} "
+                    "on the first observations: tfppo.numpy_policy no longer follows tfppo.networks; "
+                    "train with --policy_backend=tf and report it"
+                )
+        self.checked = True
+
     def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Samples actions for [B, D] observations; returns action, value and the parameters."""
+        if not self.checked:
+            self.check_parity(observation)
         params = self.params(observation)
         return {"action": self._choose(params, mask, True), "value": self.value(observation), **params}
 

@@ -158,5 +158,10 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `tfppo-plot` console script: `main` on the command line, its result the exit code."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

@@ -6,11 +6,7 @@ can fix print one line on stderr and exit with code 2.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import sys
-import time
 
 from absl import app, flags, logging
 
@@ -18,10 +14,6 @@ from tfppo import flags as flags_lib
 
 flags_lib.define_flags()
 FLAGS = flags.FLAGS
-
-# Flags that may change when a run is resumed (a longer budget, another evaluation).
-RESUMABLE = {"resume", "total_timesteps", "max_episodes", "eval_episodes", "checkpoint_every", "logdir"}
-FLAGS_FILE = "flags.json"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -44,69 +36,25 @@ def parse_flags(argv):
         raise exit_
 
 
-def default_logdir(config) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{config.env}_{config.method}_seed{config.seed}_{stamp}")
-
-
-def resolve(config_lib, trainer, chief: bool = True):
-    """Flags -> (config, logdir), checking the logdir against --resume. Writes nothing.
-
-    A non-chief worker of a multi-worker run skips the new-logdir check: the chief makes it.
-    """
-    config = flags_lib.to_config(FLAGS)
-    logdir = config.logdir or default_logdir(config)
-    saved_path = os.path.join(logdir, FLAGS_FILE)
-    if config.resume:
-        if not trainer.has_checkpoint(logdir) or not os.path.isfile(saved_path):
-            raise config_lib.ConfigError(f"--resume: no checkpoint of a tfppo run in --logdir={logdir!r}")
-        with open(saved_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        saved = config_lib.Config.from_dict(saved).to_dict()
-        changed = sorted(
-            name
-            for name in flags_lib.explicitly_set(FLAGS) - RESUMABLE
-            if getattr(config, name) != saved[name]
-        )
-        if changed:
-            raise config_lib.ConfigError(
-                f"--resume keeps the run's settings, but {', '.join('--' + n for n in changed)} "
-                f"differ from {saved_path}; only {', '.join(sorted(RESUMABLE))} may change"
-            )
-        overrides = {name: getattr(config, name) for name in RESUMABLE}
-        config = dataclasses.replace(config_lib.Config(**saved), **overrides)
-    elif chief and os.path.isdir(logdir) and os.listdir(logdir):
-        raise config_lib.ConfigError(
-            f"--logdir={logdir!r} already holds files; pass --resume to continue that run, or choose a new --logdir"
-        )
-    return dataclasses.replace(config, logdir=logdir), logdir
-
-
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument {argv[1]!r}; flags look like --name=value (see --helpfull)")
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here.
     # Heavy imports after flag parsing, so --help and flag errors are instant.
-    from tfppo import config as config_lib
-    from tfppo import distributed, envs, trainer
+    from tfppo import api, distributed, trainer
+    from tfppo.config import ConfigError
 
     try:
         cluster = distributed.cluster_from_env()  # From TF_CONFIG; None: one process.
-        chief = cluster is None or cluster.is_chief
-        config, logdir = resolve(config_lib, trainer, chief)
-        envs.probe_spec(config.env)  # Before anything is written.
+        config = flags_lib.to_config(FLAGS)
         strategy = None
         if cluster is not None:  # Before TensorFlow runs any op.
             trainer.configure_threads(config)
             strategy = distributed.make_strategy()
-        if chief:
-            os.makedirs(logdir, exist_ok=True)
-            with open(os.path.join(logdir, FLAGS_FILE), "w", encoding="utf-8") as f:
-                json.dump(config.to_dict(), f, indent=2)
-        summary = trainer.train(config, logdir, cluster, strategy)
-    except (config_lib.ConfigError, trainer.TrainingError) as error:
+        summary = api.run(config, flags_lib.explicitly_set(FLAGS), cluster=cluster, strategy=strategy)
+    except (ConfigError, trainer.TrainingError) as error:
         fail(str(error))
-    if not chief:
+    if cluster is not None and not cluster.is_chief:
         print(
             f"worker {summary['worker']} finished at env step {summary['global_step']}; "
             f"weights digest {summary['weights_digest']}",

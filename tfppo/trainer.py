@@ -16,41 +16,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfppo import distributed, evaluation, networks, plot
+from tfppo import agent as agent_lib
+from tfppo import distributed, evaluation, plot, rundir
 from tfppo import envs as envs_lib
 from tfppo import export as export_lib
-from tfppo import learner as learner_lib
 from tfppo import rollout as rollout_lib
+from tfppo.agent import RETURN_WINDOW, TrainState  # noqa: F401  (TrainState: the checkpoint's counters)
 from tfppo.config import Config, ConfigError
 from tfppo.metrics import MetricsLogger
-from tfppo.normalization import Normalizers
-from tfppo.numpy_policy import NumpyPolicy
-from tfppo.policy import Policy
-
-RETURN_WINDOW = 100
-CHECKPOINT_DIR = "checkpoints"
+from tfppo.numpy_policy import NumpyPolicy, unsupported_layers
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN, an interrupted run); the message says what was kept."""
 
 
-class TrainState(tf.Module):
-    """Counters checkpointed with the run, so --resume continues it."""
-
-    def __init__(self):
-        super().__init__(name="train_state")
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.wall_s = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        self.recent_returns = tf.Variable(tf.zeros([RETURN_WINDOW], tf.float64), trainable=False)
-        self.num_recent = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best_return_mean = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+class CallbackError(TrainingError):
+    """A callback raised; training stopped with a checkpoint. __cause__ is the callback's error."""
 
 
 def has_checkpoint(logdir: str) -> bool:
-    return tf.train.latest_checkpoint(os.path.join(logdir, CHECKPOINT_DIR)) is not None
+    return rundir.has_checkpoint(logdir)
 
 
 def configure_threads(config: Config) -> None:
@@ -63,78 +49,6 @@ def configure_threads(config: Config) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
         except RuntimeError:  # the runtime already started in this process
             pass
-
-
-class LocalStats:
-    """The run's counters and episode statistics as reported: this process's collector."""
-
-    def __init__(self, collector: rollout_lib.Collector):
-        self.collector = collector
-
-    def refresh(self) -> None:
-        """Called after every update (a no-op here)."""
-
-    @property
-    def env_steps(self) -> int:
-        return self.collector.env_steps
-
-    @property
-    def episodes(self) -> int:
-        return self.collector.episodes
-
-    def return_mean(self) -> float:
-        return self.collector.return_mean()
-
-    def length_mean(self) -> float:
-        lengths = self.collector.recent_lengths
-        return float(np.mean(lengths)) if lengths else float("nan")
-
-    def success_rate(self) -> float | None:
-        return self.collector.success_rate()
-
-
-class GlobalStats(LocalStats):
-    """Sums over every worker, from one all-reduce per update, continuing a restored run's counts.
-
-    Every worker computes the same numbers, so every worker takes the same stop decision.
-    """
-
-    def __init__(self, collector, replicas, base_steps: int, base_episodes: int):
-        super().__init__(collector)
-        self.base_steps, self.base_episodes = base_steps, base_episodes
-        self.values = np.zeros(8)
-        self._sum = tf.function(replicas.sum, input_signature=[tf.TensorSpec([8], tf.float64)])
-
-    def refresh(self) -> None:
-        c = self.collector
-        local = [
-            c.env_steps,
-            c.episodes,
-            sum(c.recent_returns),
-            len(c.recent_returns),
-            sum(c.recent_successes),
-            len(c.recent_successes),
-            sum(c.recent_lengths),
-            len(c.recent_lengths),
-        ]
-        self.values = self._sum(tf.constant(local, tf.float64)).numpy()
-
-    @property
-    def env_steps(self) -> int:
-        return self.base_steps + int(self.values[0])
-
-    @property
-    def episodes(self) -> int:
-        return self.base_episodes + int(self.values[1])
-
-    def return_mean(self) -> float:
-        return self.values[2] / self.values[3] if self.values[3] else float("nan")
-
-    def length_mean(self) -> float:
-        return self.values[6] / self.values[7] if self.values[7] else float("nan")
-
-    def success_rate(self) -> float | None:
-        return self.values[4] / self.values[5] if self.values[5] else None
 
 
 class _NoLogger:
@@ -166,6 +80,14 @@ def seed_everything(config: Config) -> None:
 
 
 class Trainer:
+    """One run: its envs, its Agent (networks, learner, normalisers) and the training loop.
+
+    source / probed: how the envs are made and what one of them said (tfppo.envs); by default
+    from config.env. torso / critic_torso: builders of custom torsos (tfppo.networks.build).
+    callbacks: called with every update's record (a copy); one returning a true value stops training.
+    cluster and strategy: multi-worker training (tfppo.distributed); None: one process.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -173,42 +95,35 @@ class Trainer:
         checkpoint: str | None = None,
         cluster: distributed.Cluster | None = None,
         strategy=None,
+        *,
+        source: envs_lib.EnvSource | None = None,
+        probed: envs_lib.Probe | None = None,
+        torso=None,
+        critic_torso=None,
+        callbacks=(),
     ):
-        """cluster and strategy: multi-worker training (tfppo.distributed); None: one process."""
         self.config, self.logdir = config, logdir
         self.cluster, self.strategy = cluster, strategy
+        self.callbacks = list(callbacks)
         self.is_chief = cluster is None or cluster.is_chief
         worker = cluster.index if cluster else 0
         configure_threads(config)
+        self.source = source or envs_lib.source_of(None, config)
+        self.probed = probed or envs_lib.probe(self.source, config.use_mask)
+        self.spec = self.probed.spec
         seed_everything(config)
-        self.env = envs_lib.make_vector_env(config)
-        self.spec = envs_lib.probe_spec(config.env, config.use_mask)
-        self.actor, self.critic = networks.build(self.spec, config)
-        self.tf_policy = Policy(self.actor, self.critic, self.spec, config.seed)
+        self.env = envs_lib.make_vector_env(config, self.source, self.probed)
         self.replicas = distributed.Replicas(cluster.num_workers if cluster else 1)
-        self.learner = learner_lib.Learner(self.actor, self.critic, self.spec, config, self.replicas)
-        self.state = TrainState()
-        self.normalizers = Normalizers(self.spec.observation_shape, config.num_envs, config)
-        self.checkpoint = tf.train.Checkpoint(
-            normalizers=self.normalizers,
-            actor=self.actor,
-            critic=self.critic,
-            learner=self.learner,
-            policy_rng=self.tf_policy.rng,
-            state=self.state,
-        )
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(logdir, CHECKPOINT_DIR), max_to_keep=3
-        )
+        self.agent = agent_lib.Agent(self.spec, config, torso, critic_torso, self.replicas)
+        self.actor, self.critic = self.agent.actor, self.agent.critic
+        self.learner, self.state = self.agent.learner, self.agent.state
+        self.normalizers, self.tf_policy = self.agent.normalizers, self.agent.tf_policy
+        self.manager = self.agent.manager(logdir)
         if config.resume:
-            path = checkpoint or self.manager.latest_checkpoint
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-            self.normalizers.pull()
+            self.agent.restore(checkpoint or self.manager.latest_checkpoint)
         # A resumed run meets new episodes, not a replay of the first ones; workers differ.
         env_seed = config.seed + 100_003 * int(self.state.updates.numpy()) + 1_000_003 * worker
-        self.policy = self.tf_policy
-        if config.policy_backend == "numpy":
-            self.policy = NumpyPolicy(self.actor, self.critic, self.spec, env_seed + 17)
+        self.policy = self._acting_policy(env_seed + 17)
         self.collector = rollout_lib.Collector(
             self.env,
             self.spec,
@@ -223,14 +138,15 @@ class Trainer:
         self.updates = int(self.state.updates.numpy())
         self.wall_s = float(self.state.wall_s.numpy())
         self.best_return_mean = float(self.state.best_return_mean.numpy())
+        self.best_eval_return_mean = float(self.state.best_eval_return_mean.numpy())
         recent = self.state.recent_returns.numpy()[: int(self.state.num_recent.numpy())]
         self.collector.recent_returns.extend(recent.tolist())
         if strategy is None:
             self.collector.env_steps = int(self.state.global_step.numpy())
             self.collector.episodes = int(self.state.episodes.numpy())
-            self.stats = LocalStats(self.collector)
+            self.stats = distributed.LocalStats(self.collector)
         else:  # Local counters from 0; the global ones continue the checkpoint's.
-            self.stats = GlobalStats(
+            self.stats = distributed.GlobalStats(
                 self.collector,
                 self.replicas,
                 int(self.state.global_step.numpy()),
@@ -240,6 +156,24 @@ class Trainer:
             distributed.broadcast_from_chief(self.replicas, trained, self.is_chief)
             print(f"tfppo worker {cluster.index}/{cluster.num_workers} ready", flush=True)
         self.rollout = rollout_lib.Rollout(config.num_steps, config.num_envs, self.spec)
+        self.eval_env = None  # made at the first periodic evaluation
+        every = config.eval_every
+        self.next_eval = (self.stats.env_steps // every + 1) * every if every else 0
+
+    def _acting_policy(self, seed: int):
+        """The NumPy mirror where it can follow the networks (the fast path), else the compiled policy."""
+        if self.config.policy_backend != "numpy":
+            return self.tf_policy
+        unsupported = unsupported_layers(self.actor, self.critic)
+        if unsupported:
+            if self.is_chief:
+                print(
+                    f"tfppo: acting with the compiled TF policy: the NumPy mirror cannot follow the "
+                    f"custom torso ({', '.join(unsupported)})",
+                    flush=True,
+                )
+            return self.tf_policy
+        return NumpyPolicy(self.actor, self.critic, self.spec, seed)
 
     def _done(self) -> bool:
         config = self.config
@@ -276,6 +210,7 @@ class Trainer:
         self.state.num_recent.assign(len(values))
         self.state.wall_s.assign(self.wall_s)
         self.state.best_return_mean.assign(self.best_return_mean)
+        self.state.best_eval_return_mean.assign(self.best_eval_return_mean)
 
     def save(self) -> str:
         """A checkpoint (the chief's only in multi-worker training); returns its path."""
@@ -291,9 +226,9 @@ class Trainer:
         self.collector.collect(self.rollout, self.policy.step, self.policy.value)
         collected = time.perf_counter()
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
-        metrics = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
+        metrics, weights = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
         self.stats.refresh()
-        self.policy.sync(self.learner.weights)
+        self.policy.sync(weights)
         self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -304,6 +239,58 @@ class Trainer:
                 f"kept: {self.manager.latest_checkpoint or 'none yet'}"
             )
         return metrics
+
+    def _record(self, metrics, start_steps: int, elapsed: float, wall_before: float) -> dict:
+        """Counts the update and returns its record (a metrics.jsonl row; what callbacks get)."""
+        mean = self.stats.return_mean()
+        self._count_update(wall_before + elapsed, mean)
+        return {
+            "global_step": self.stats.env_steps,
+            "update": self.updates,
+            "episodes": self.stats.episodes,
+            "episode_return_mean": mean,
+            "episode_length_mean": self.stats.length_mean(),
+            "success_rate": self.stats.success_rate(),
+            "sps": (self.stats.env_steps - start_steps) / max(elapsed, 1e-9),
+            "wall_s": wall_before + elapsed,
+            "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
+            **metrics,
+        }
+
+    def _evaluate_periodically(self, record: dict) -> None:
+        """Every --eval_every env steps (the chief): deterministic episodes on a separate env with
+        the same seeds each time; the best policy so far is exported to LOGDIR/best/saved_model."""
+        config = self.config
+        if not config.eval_every or not self.is_chief or self.stats.env_steps < self.next_eval:
+            return
+        self.next_eval = (self.stats.env_steps // config.eval_every + 1) * config.eval_every
+        if self.eval_env is None:
+            self.eval_env = evaluation.make_env(self.source)
+        returns = self._play(self.eval_env, config.eval_every_episodes, config.seed + 20_000)
+        mean = float(np.mean(returns))
+        record.update(eval_return_mean=mean, eval_return_std=float(np.std(returns)))
+        if mean > self.best_eval_return_mean:
+            self.best_eval_return_mean = mean
+            best = rundir.path(self.logdir, os.path.join(rundir.BEST_DIR, rundir.SAVED_MODEL_DIR))
+            self._export_replacing(best, eval_return_mean=mean, eval_global_step=self.stats.env_steps)
+        record["eval_best_return_mean"] = self.best_eval_return_mean
+
+    def _run_callbacks(self, record: dict) -> str | None:
+        """The name of the callback that asked to stop, or None. One that raises stops training
+        with a checkpoint (CallbackError names it)."""
+        for callback in self.callbacks:
+            try:
+                stop = callback(dict(record))
+            except Exception as error:  # The user's code: keep the run, name the callback.
+                path = self.save()
+                name = getattr(callback, "__qualname__", type(callback).__qualname__)
+                raise CallbackError(
+                    f"callback {name} raised {type(error).__name__}: {error} at update {self.updates}; "
+                    f"training stopped, checkpoint saved to {path}"
+                ) from error
+            if stop:
+                return repr(callback)
+        return None
 
     def train(self) -> dict[str, float]:
         config = self.config
@@ -321,27 +308,15 @@ class Trainer:
             if self.is_chief
             else _NoLogger()
         )
-        record = None
+        record, self.stopped_by = None, None
         try:
-            while not self._done():
+            while not self._done() and self.stopped_by is None:
                 metrics = self._update_once()
-                elapsed = time.time() - started
-                mean = self.stats.return_mean()
-                self._count_update(wall_before + elapsed, mean)
-                record = {
-                    "global_step": self.stats.env_steps,
-                    "update": self.updates,
-                    "episodes": self.stats.episodes,
-                    "episode_return_mean": mean,
-                    "episode_length_mean": self.stats.length_mean(),
-                    "success_rate": self.stats.success_rate(),
-                    "sps": (self.stats.env_steps - start_steps) / max(elapsed, 1e-9),
-                    "wall_s": wall_before + elapsed,
-                    "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
-                    **metrics,
-                }
+                record = self._record(metrics, start_steps, time.time() - started, wall_before)
+                self._evaluate_periodically(record)
                 logger.write_episodes(self.collector.drain_finished())
                 logger.write(record)
+                self.stopped_by = self._run_callbacks(record)
                 if record["update"] % config.checkpoint_every == 0:
                     self.save()
         except KeyboardInterrupt:
@@ -366,6 +341,8 @@ class Trainer:
         finally:
             logger.close(record)
             self.env.close()
+            if self.eval_env is not None:
+                self.eval_env.close()
         checkpoint = self.save()
         return self._finish(record, checkpoint, time.time() - started, start_steps)
 
@@ -377,26 +354,31 @@ class Trainer:
             "episode_return_mean": self.stats.return_mean(),
             **extra,
         }
-        space = self.env.single_observation_space, self.env.single_action_space
-        meta = export_lib.metadata(self.config, self.spec, *space, figures)
-        constants = self.normalizers.observation_constants()
-        return export_lib.export(self.actor, self.critic, self.spec, meta, path, constants)
+        meta = export_lib.metadata(self.config, self.spec, self.probed.record(self.source), figures)
+        return self.agent.export(path, meta)
 
-    def _export_final(self, eval_returns: list) -> str:
-        """LOGDIR/saved_model; a resumed run replaces its earlier export only once the new one is written."""
-        final = os.path.join(self.logdir, export_lib.SAVED_MODEL_DIR)
+    def _export_replacing(self, final: str, **extra) -> str:
+        """Exports to `final`, replacing an earlier export only once the new one is written."""
         staging = final + ".partial"
         shutil.rmtree(staging, ignore_errors=True)
-        self.export(staging, eval_return_mean=float(np.mean(eval_returns)) if eval_returns else None)
+        self.export(staging, **extra)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         return final
 
-    def evaluate(self, episodes: int) -> list:
+    def _play(self, env, episodes: int, seed: int) -> list:
         def act(observation, mask):
             return self.policy.mode(self.normalizers.observation(observation, update=False), mask)
 
-        return evaluation.run_episodes(self.config.env, act, episodes, self.config.seed + 10_000, self.spec)
+        return evaluation.run_episodes(env, act, episodes, seed, self.spec)
+
+    def evaluate(self, episodes: int) -> list:
+        """The final evaluation: `episodes` deterministic episodes, seeds seed + 10000 + i."""
+        env = evaluation.make_env(self.source)
+        try:
+            return self._play(env, episodes, self.config.seed + 10_000)
+        finally:
+            env.close()
 
     def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> dict[str, float]:
         if not self.is_chief:  # The chief evaluates, exports and writes the summary.
@@ -407,6 +389,7 @@ class Trainer:
             }
         returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []
         steps = self.stats.env_steps
+        eval_mean = float(np.mean(returns)) if returns else None
         summary = {
             "env": self.config.env,
             "method": self.config.method,
@@ -418,36 +401,44 @@ class Trainer:
             "best_return_mean": self.best_return_mean,
             "success_rate": self.stats.success_rate(),
             "eval_episodes": len(returns),
-            "eval_return_mean": float(np.mean(returns)) if returns else None,
+            "eval_return_mean": eval_mean,
             "eval_return_std": float(np.std(returns)) if returns else None,
             "wall_s": self.wall_s,
             "sps": (steps - start_steps) / max(elapsed, 1e-9),
             "collect_fraction": self.collect_s / max(self.collect_s + self.update_s, 1e-9),
             "checkpoint": checkpoint,
-            "saved_model": self._export_final(returns),
+            "saved_model": self._export_replacing(
+                rundir.path(self.logdir, rundir.SAVED_MODEL_DIR), eval_return_mean=eval_mean
+            ),
             "logdir": self.logdir,
         }
+        if self.config.eval_every:
+            summary["best_eval_return_mean"] = self.best_eval_return_mean
+            best = rundir.path(self.logdir, os.path.join(rundir.BEST_DIR, rundir.SAVED_MODEL_DIR))
+            summary["best_saved_model"] = best if os.path.isdir(best) else None
+        if self.stopped_by is not None:
+            summary["stopped_by"] = self.stopped_by
         if self.cluster is not None:
             summary["num_workers"] = self.cluster.num_workers
             summary["weights_digest"] = weights_digest(self.actor, self.critic)
         if record is not None:
             summary["learning_curve"] = plot.plot_runs(
                 [self.logdir],
-                os.path.join(self.logdir, "learning_curve.png"),
+                rundir.path(self.logdir, rundir.LEARNING_CURVE_FILE),
                 title=f"{self.config.env} ({self.config.method}, seed {self.config.seed})",
             )
-        with open(os.path.join(self.logdir, "summary.json"), "w", encoding="utf-8") as f:
+        with open(rundir.path(self.logdir, rundir.SUMMARY_FILE), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         return summary
 
 
-def train(config: Config, logdir: str, cluster=None, strategy=None) -> dict[str, float]:
-    """One run in a prepared logdir; cluster and strategy for multi-worker training."""
+def train(config: Config, logdir: str, cluster=None, strategy=None, **kwargs) -> dict[str, float]:
+    """One run in a prepared logdir (see tfppo.api.run for the whole start); kwargs go to Trainer."""
     if config.resume and not has_checkpoint(logdir):
-        raise ConfigError(f"--resume: no checkpoint in {os.path.join(logdir, CHECKPOINT_DIR)}")
+        raise ConfigError(f"--resume: no checkpoint in {rundir.path(logdir, rundir.CHECKPOINT_DIR)}")
     if cluster is not None and (config.norm_obs or config.norm_reward):
         raise ConfigError(
             "--norm_obs and --norm_reward are not supported with several workers yet "
             "(each worker would normalise with its own statistics)"
         )
-    return Trainer(config, logdir, cluster=cluster, strategy=strategy).train()
+    return Trainer(config, logdir, cluster=cluster, strategy=strategy, **kwargs).train()

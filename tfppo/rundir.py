@@ -1,0 +1,141 @@
+"""The run directory: its file names and the new-or-resume rules, in one place (no TensorFlow).
+
+Every run, started by `python -m tfppo.train` or by `tfppo.train(...)` from Python, gets the
+same layout:
+
+  LOGDIR/flags.json         the resolved Config (every field)
+  LOGDIR/env.json           how the env was made (an id and its kwargs, or a Python factory)
+                            and the spec the networks were built for
+  LOGDIR/checkpoints/       tf.train.CheckpointManager's checkpoints (the last 3)
+  LOGDIR/metrics.jsonl      one object per update
+  LOGDIR/episodes.csv       one row per finished episode
+  LOGDIR/summary.json       the end of the run: counters, evaluation, paths
+  LOGDIR/learning_curve.png
+  LOGDIR/saved_model/       the exported policy (tfppo.export)
+  LOGDIR/best/saved_model/  the best policy of the periodic evaluations (--eval_every)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+from tfppo.config import Config, ConfigError
+
+FLAGS_FILE = "flags.json"
+ENV_FILE = "env.json"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+EPISODES_FILE = "episodes.csv"
+SUMMARY_FILE = "summary.json"
+LEARNING_CURVE_FILE = "learning_curve.png"
+SAVED_MODEL_DIR = "saved_model"
+BEST_DIR = "best"
+
+# Settings that may change when a run is resumed (a longer budget, another evaluation).
+RESUMABLE = frozenset(
+    {
+        "resume",
+        "total_timesteps",
+        "max_episodes",
+        "eval_episodes",
+        "eval_every",
+        "eval_every_episodes",
+        "checkpoint_every",
+        "logdir",
+    }
+)
+
+
+def path(logdir: str, name: str) -> str:
+    return os.path.join(logdir, name)
+
+
+def has_checkpoint(logdir: str) -> bool:
+    """Whether CheckpointManager's index names a checkpoint whose files exist."""
+    index = path(logdir, os.path.join(CHECKPOINT_DIR, "checkpoint"))
+    if not os.path.isfile(index):
+        return False
+    with open(index, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model_checkpoint_path:"):
+                name = line.split(":", 1)[1].strip().strip('"')
+                prefix = name if os.path.isabs(name) else path(logdir, os.path.join(CHECKPOINT_DIR, name))
+                return os.path.isfile(prefix + ".index")
+    return False
+
+
+def is_run(logdir: str) -> bool:
+    return os.path.isfile(path(logdir, FLAGS_FILE))
+
+
+def default_logdir(config: Config) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.env).strip("_")
+    return os.path.join("runs", f"{name}_{config.method}_seed{config.seed}_{stamp}")
+
+
+def read_json(logdir: str, name: str) -> dict:
+    file = path(logdir, name)
+    try:
+        with open(file, encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read {file}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{file} holds {type(values).__name__}; expected a JSON object")
+    return values
+
+
+def read_config(logdir: str) -> Config:
+    """The Config a run was started with (flags.json)."""
+    values = read_json(logdir, FLAGS_FILE)
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise ConfigError(f"{path(logdir, FLAGS_FILE)} has unknown settings {unknown}")
+    return Config.from_dict(values)
+
+
+def read_env(logdir: str) -> dict | None:
+    """env.json, or None for a run written before tfppo recorded it."""
+    return read_json(logdir, ENV_FILE) if os.path.isfile(path(logdir, ENV_FILE)) else None
+
+
+def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
+    """The run's Config with its logdir, checked against what the logdir holds. Writes nothing.
+
+    A new run needs a new (or empty) logdir. `config.resume` takes the saved settings; of the
+    `explicit` ones (given on the command line, or differing from the defaults in Python) only
+    RESUMABLE may differ from them. A non-chief worker skips the new-logdir check: the chief makes it.
+    """
+    logdir = config.logdir or default_logdir(config)
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise ConfigError(f"--logdir={logdir!r} is a file; expected a directory")
+    if config.resume:
+        if not has_checkpoint(logdir) or not is_run(logdir):
+            raise ConfigError(f"--resume: no checkpoint of a tfppo run in --logdir={logdir!r}")
+        saved = read_config(logdir)
+        changed = sorted(n for n in explicit - RESUMABLE if getattr(config, n) != getattr(saved, n))
+        if changed:
+            raise ConfigError(
+                f"--resume keeps the run's settings, but {', '.join('--' + n for n in changed)} "
+                f"differ from {path(logdir, FLAGS_FILE)}; only {', '.join(sorted(RESUMABLE))} may change"
+            )
+        config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE})
+    elif chief and os.path.isdir(logdir) and os.listdir(logdir):
+        raise ConfigError(
+            f"--logdir={logdir!r} already holds files; pass --resume to continue that run, or choose a new --logdir"
+        )
+    return dataclasses.replace(config, logdir=logdir)
+
+
+def write_new(logdir: str, config: Config, env_record: dict) -> None:
+    """flags.json and env.json of a starting (or resumed) run; each written whole, then renamed."""
+    os.makedirs(logdir, exist_ok=True)
+    for name, values in ((FLAGS_FILE, config.to_dict()), (ENV_FILE, env_record)):
+        staging = path(logdir, name + ".partial")
+        with open(staging, "w", encoding="utf-8") as f:
+            json.dump(values, f, indent=2)
+        os.replace(staging, path(logdir, name))

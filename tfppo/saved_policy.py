@@ -1,0 +1,159 @@
+"""`tfppo.load(path)`: a trained policy from a run directory or a SavedModel, NumPy in and out.
+
+Needs TensorFlow alone (no tfp, no gymnasium, no Keras networks): it calls the SavedModel's
+signatures (tfppo.export), so it runs wherever the exported model runs.
+
+    policy = tfppo.load("runs/mine")          # LOGDIR/saved_model (best=True: LOGDIR/best/...)
+    action = policy.act(observation)          # one observation -> an action env.step accepts
+    actions = policy.act(observations)        # a batch [B, *shape] -> [B, ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from tfppo import rundir
+from tfppo.config import ConfigError
+
+MASK_KEY = "action_mask"
+
+
+def _saved_model_dir(path: str, best: bool) -> str:
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if rundir.is_run(path):
+        inner = os.path.join(rundir.BEST_DIR, rundir.SAVED_MODEL_DIR) if best else rundir.SAVED_MODEL_DIR
+        found = rundir.path(path, inner)
+        if os.path.isfile(os.path.join(found, "saved_model.pb")):
+            return found
+        raise ConfigError(
+            f"the run {path!r} has no {inner}/ yet (it is written when training ends"
+            + (" and by --eval_every" if best else "")
+            + f"); export a checkpoint with: python -m tfppo.export --logdir={path} --out=DIR"
+        )
+    raise ConfigError(
+        f"{path!r} is neither a tfppo run directory (flags.json) nor a SavedModel (saved_model.pb)"
+    )
+
+
+class LoadedPolicy:
+    """A SavedModel exported by tfppo, with NumPy `act` and `value`.
+
+    metadata: the model's metadata (env, spaces, flags, training figures).
+    """
+
+    def __init__(self, model, path: str):
+        self.model, self.path = model, path
+        self.metadata = json.loads(model.metadata()["json"].numpy().decode())
+        self.observation_shape = tuple(self.metadata["observation_shape"])
+        self.has_mask = bool(self.metadata["has_mask"])
+        self.kind = self.metadata["action_kind"]
+        action = (self.metadata.get("spec") or {}).get("action", {})
+        self.low = np.asarray(action["low"], np.float32) if action.get("low") is not None else None
+        self.high = np.asarray(action["high"], np.float32) if action.get("high") is not None else None
+        self.dict_keys = tuple(action["dict_keys"]) if action.get("dict_keys") else None
+        self._rng = np.random.default_rng()
+
+    def _observation(self, observation):
+        """(observation [B, *shape] float32, whether it was a single one, the mask a Dict carried)."""
+        carried = None
+        if isinstance(observation, dict):  # A Dict observation that carries the action mask.
+            carried = observation.get(MASK_KEY)
+            (key,) = [k for k in observation if k != MASK_KEY]
+            observation = observation[key]
+        observation = np.asarray(observation, np.float32)
+        single = observation.shape == self.observation_shape
+        if single:
+            observation = observation[None]
+        elif observation.shape[1:] != self.observation_shape:
+            raise ValueError(
+                f"observation of shape {observation.shape}; expected {self.observation_shape} "
+                f"or a batch [B, {', '.join(map(str, self.observation_shape))}]"
+            )
+        return observation, single, carried
+
+    def _mask(self, mask, batch: int, single: bool):
+        """[B, W] bool, or None for a policy trained without masks."""
+        if not self.has_mask:
+            return None
+        if mask is None:
+            raise ValueError("this policy was trained with action masks: pass mask= (info['action_mask'])")
+        if single and isinstance(mask, (tuple, list)) and mask and np.ndim(mask[0]) >= 1:
+            mask = np.concatenate([np.asarray(m, bool).ravel() for m in mask])  # MultiDiscrete parts
+        mask = np.asarray(mask, bool)
+        if single:
+            mask = mask[None]
+        if mask.ndim != 2 or mask.shape[0] != batch:
+            raise ValueError(
+                f"mask of shape {mask.shape}; expected [{batch}, width] for {batch} observation(s)"
+            )
+        return mask
+
+    def act(self, observation, mask=None, deterministic: bool = True, seed: int | None = None):
+        """The action for one observation (as env.step takes it) or for a batch [B, ...].
+
+        deterministic: the mode (most likely action / Gaussian mean, clipped to the bounds);
+        False samples from the policy (Box actions then clipped to the bounds too).
+        mask: the action mask, required by a policy trained with masks.
+        """
+        import tensorflow as tf
+
+        observation, single, carried = self._observation(observation)
+        mask = self._mask(carried if mask is None else mask, len(observation), single)
+        args = [tf.constant(observation)] + ([tf.constant(mask)] if mask is not None else [])
+        if deterministic:
+            out = self.model.action(*args)
+        else:
+            if seed is not None:
+                self._rng = np.random.default_rng(seed)
+            call_seed = tf.constant(int(self._rng.integers(0, 2**31 - 1)), tf.int64)
+            out = self.model.sample(*args, call_seed)
+        out = {key: value.numpy() for key, value in out.items() if key != "log_prob"}
+        return self._env_action(out, single)
+
+    def _clip(self, values: np.ndarray) -> np.ndarray:
+        return values if self.low is None else np.clip(values, self.low, self.high)
+
+    def _env_action(self, out: dict, single: bool):
+        if self.kind == "hybrid":
+            action_type, parameters = out["action_type"], self._clip(out["parameters"])
+            if single:
+                action_type, parameters = int(action_type[0]), parameters[0]
+            if self.dict_keys:
+                return {self.dict_keys[0]: action_type, self.dict_keys[1]: parameters}
+            return action_type, parameters
+        action = out["action"]
+        if self.kind == "box":
+            action = self._clip(action)
+        if not single:
+            return action
+        return int(action[0]) if self.kind == "discrete" else action[0]
+
+    def value(self, observation) -> np.ndarray | float:
+        """V(s) for one observation (a float) or a batch ([B])."""
+        observation, single, _ = self._observation(observation)
+        value = self.model.value(observation)["value"].numpy()
+        return float(value[0]) if single else value
+
+    def __repr__(self) -> str:
+        return f"LoadedPolicy({self.path!r}, env={self.metadata.get('env')!r}, action={self.kind})"
+
+
+def load(path: str, best: bool = False) -> LoadedPolicy:
+    """The policy in `path`: a run directory (its saved_model/, or best/saved_model/ with
+    best=True) or a SavedModel directory. TensorFlow alone is needed."""
+    import tensorflow as tf
+
+    directory = _saved_model_dir(path, best)
+    try:
+        model = tf.saved_model.load(directory)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ConfigError(
+            f"{directory!r} is not a loadable SavedModel: {str(error).splitlines()[0]}"
+        ) from None
+    if not hasattr(model, "metadata"):
+        raise ConfigError(f"{directory!r} is a SavedModel but not one tfppo exported (no metadata signature)")
+    return LoadedPolicy(model, directory)
