@@ -43,6 +43,42 @@ def _given(config: Config) -> set[str]:
     return {f.name for f in dataclasses.fields(Config) if getattr(config, f.name) != f.default}
 
 
+def _prepare(config: Config, explicit: set[str], env, chief: bool, torso, critic_torso):
+    """Every check before the first byte is written: settings, logdir, env, spaces, networks.
+
+    Returns (config with its logdir, EnvSource, Probe, torso, critic_torso).
+    """
+    from tfppo import agent as agent_lib
+    from tfppo import envs as envs_lib
+    from tfppo import networks
+
+    source = envs_lib.source_of(env, config) if env is not None else None
+    if source is not None:
+        config = dataclasses.replace(config, env=source.name)
+        explicit = explicit | {"env"}
+    config = rundir.resolve(config, explicit, chief)
+    saved = rundir.read_env(config.logdir) if config.resume else None
+    if source is None:
+        source = (
+            envs_lib.source_from_record(saved, config) if config.resume else envs_lib.source_of(None, config)
+        )
+    probed = envs_lib.probe(source, config.use_mask)
+    if saved is not None:
+        if saved.get("spec") != json.loads(json.dumps(envs_lib.spec_to_dict(probed.spec))):
+            raise ConfigError(
+                f"--resume: the env {source.name} now gives {probed.observation_space} / "
+                f"{probed.action_space}; the run was trained on {saved.get('observation_space')} / "
+                f"{saved.get('action_space')}"
+            )
+        # A network built in Python is needed again to restore its weights.
+        torso = agent_lib.saved_builder(saved, "torso", torso)
+        critic_torso = agent_lib.saved_builder(saved, "critic_torso", critic_torso)
+    for builder, role in ((torso, "actor"), (critic_torso or torso, "critic")):
+        if builder is not None:  # A torso that does not map [B, ...] to [B, F]: say so now.
+            networks.check_torso(builder, probed.spec.observation_shape, role)
+    return config, source, probed, torso, critic_torso
+
+
 def run(
     config: Config,
     explicit: set[str],
@@ -54,9 +90,9 @@ def run(
     critic_torso=None,
     callbacks: Iterable[Callable[[dict], object]] = (),
 ) -> dict:
-    """Resolves the run directory, probes the env, writes flags.json and env.json, then trains.
+    """Checks everything, makes the envs, writes flags.json and env.json, then trains.
 
-    Nothing is written before every check has passed (settings, logdir, env, spaces).
+    Nothing is written before every check has passed and every env copy is made.
     explicit: the settings the user gave (only RESUMABLE ones may change on --resume).
     """
     from tfppo import agent as agent_lib
@@ -64,41 +100,31 @@ def run(
     from tfppo import trainer
 
     chief = cluster is None or cluster.is_chief
-    source = envs_lib.source_of(env, config) if env is not None else None
-    if source is not None:
-        config = dataclasses.replace(config, env=source.name)
-        explicit = explicit | {"env"}
-    config = rundir.resolve(config, explicit, chief)
-    logdir = config.logdir
-    saved = rundir.read_env(logdir) if config.resume else None
-    if source is None:
-        source = (
-            envs_lib.source_from_record(saved, config) if config.resume else envs_lib.source_of(None, config)
-        )
-    probed = envs_lib.probe(source, config.use_mask)  # Before anything is written.
-    if saved is not None and saved.get("spec") != json.loads(json.dumps(envs_lib.spec_to_dict(probed.spec))):
+    config, source, probed, torso, critic_torso = _prepare(config, explicit, env, chief, torso, critic_torso)
+    if cluster is not None and (config.norm_obs or config.norm_reward):
         raise ConfigError(
-            f"--resume: the env {source.name} now gives {probed.observation_space} / "
-            f"{probed.action_space}; the run was trained on {saved.get('observation_space')} / "
-            f"{saved.get('action_space')}"
+            "--norm_obs and --norm_reward are not supported with several workers yet "
+            "(each worker would normalise with its own statistics)"
         )
-    if saved is not None:  # A Python-built network is needed again to restore its weights.
-        torso = agent_lib.saved_builder(saved, "torso", torso)
-        critic_torso = agent_lib.saved_builder(saved, "critic_torso", critic_torso)
-    if chief:
-        record = {**probed.record(source), "network": agent_lib.network_record(torso, critic_torso)}
-        rundir.write_new(logdir, config, record)
-    return trainer.train(
-        config,
-        logdir,
-        cluster,
-        strategy,
-        source=source,
-        probed=probed,
-        torso=torso,
-        critic_torso=critic_torso,
-        callbacks=callbacks,
-    )
+    vector_env = envs_lib.make_vector_env(config, source, probed)  # Checks every copy's spaces.
+    try:
+        if chief:
+            record = {**probed.record(source), "network": agent_lib.network_record(torso, critic_torso)}
+            rundir.write_new(config.logdir, config, record)
+        return trainer.train(
+            config,
+            config.logdir,
+            cluster,
+            strategy,
+            source=source,
+            probed=probed,
+            vector_env=vector_env,
+            torso=torso,
+            critic_torso=critic_torso,
+            callbacks=callbacks,
+        )
+    finally:
+        vector_env.close()  # A no-op once the trainer closed it.
 
 
 def train(

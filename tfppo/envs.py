@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -178,11 +179,15 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
 
 def factory_name(factory: Callable) -> str:
-    """ "module:qualname" of a function or class (what env.json records of a Python factory)."""
-    target = getattr(factory, "func", factory)  # functools.partial
-    module = getattr(target, "__module__", None) or type(target).__module__
-    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
-    return f"{module}:{qualname}"
+    """ "module:qualname" of a function or class (what env.json records of a Python factory).
+
+    A callable object or a functools.partial carries state a name cannot: its name gets a
+    "(...)" suffix, so it is never imported back without that state.
+    """
+    if inspect.isfunction(factory) or inspect.isclass(factory) or inspect.isbuiltin(factory):
+        return f"{factory.__module__}:{factory.__qualname__}"
+    target = getattr(factory, "func", None) or type(factory)
+    return f"{target.__module__}:{target.__qualname__}(...)"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -166,7 +166,7 @@ class Critic(keras.Model):
 TorsoBuilder = Callable[[tuple[int, ...]], keras.Layer]
 
 
-def _custom_torso(builder: TorsoBuilder, observation_shape: tuple[int, ...], role: str) -> keras.Layer:
+def check_torso(builder: TorsoBuilder, observation_shape: tuple[int, ...], role: str) -> keras.Layer:
     """A user's torso, checked: a Keras layer or model mapping [B, *observation_shape] to [B, F]."""
     name = getattr(builder, "__qualname__", type(builder).__qualname__)
     try:
@@ -204,13 +204,13 @@ def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, crit
     instance, or the MLP of --critic_hidden_sizes). With --shared_torso the critic uses the actor's.
     """
     shape = spec.observation_shape
-    actor_torso = _custom_torso(torso, shape, "actor") if torso is not None else None
+    actor_torso = check_torso(torso, shape, "actor") if torso is not None else None
     actor = Actor(spec, config, actor_torso, name="actor")
     if config.shared_torso:
         critic_net = actor.torso
     else:
         builder = critic_torso or torso
-        critic_net = _custom_torso(builder, shape, "critic") if builder is not None else None
+        critic_net = check_torso(builder, shape, "critic") if builder is not None else None
     critic = Critic(config, torso=critic_net, name="critic")
     dummy = tf.zeros((1,) + shape, tf.float32)
     actor.params(dummy)

@@ -108,7 +108,7 @@ def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
 
     A new run needs a new (or empty) logdir. `config.resume` takes the saved settings; of the
     `explicit` ones (given on the command line, or differing from the defaults in Python) only
-    RESUMABLE may differ from them. A non-chief worker skips the new-logdir check: the chief makes it.
+    RESUMABLE may differ from them, and only those given replace the saved values. A non-chief worker skips the new-logdir check: the chief makes it.
     """
     logdir = config.logdir or default_logdir(config)
     if os.path.exists(logdir) and not os.path.isdir(logdir):
@@ -123,7 +123,9 @@ def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
                 f"--resume keeps the run's settings, but {', '.join('--' + n for n in changed)} "
                 f"differ from {path(logdir, FLAGS_FILE)}; only {', '.join(sorted(RESUMABLE))} may change"
             )
-        config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE})
+        # A setting not given keeps its saved value (the budget, the checkpoint interval, ...).
+        given = (explicit & RESUMABLE) | {"resume"}
+        config = dataclasses.replace(saved, **{name: getattr(config, name) for name in given})
     elif chief and os.path.isdir(logdir) and os.listdir(logdir):
         raise ConfigError(
             f"--logdir={logdir!r} already holds files; pass --resume to continue that run, or choose a new --logdir"

@@ -82,8 +82,8 @@ def seed_everything(config: Config) -> None:
 class Trainer:
     """One run: its envs, its Agent (networks, learner, normalisers) and the training loop.
 
-    source / probed: how the envs are made and what one of them said (tfppo.envs); by default
-    from config.env. torso / critic_torso: builders of custom torsos (tfppo.networks.build).
+    source / probed / vector_env: how the envs are made, what one of them said and the vector
+    env (tfppo.envs); by default made here from config.env. torso / critic_torso: builders of custom torsos (tfppo.networks.build).
     callbacks: called with every update's record (a copy); one returning a true value stops training.
     cluster and strategy: multi-worker training (tfppo.distributed); None: one process.
     """
@@ -98,6 +98,7 @@ class Trainer:
         *,
         source: envs_lib.EnvSource | None = None,
         probed: envs_lib.Probe | None = None,
+        vector_env=None,
         torso=None,
         critic_torso=None,
         callbacks=(),
@@ -112,7 +113,7 @@ class Trainer:
         self.probed = probed or envs_lib.probe(self.source, config.use_mask)
         self.spec = self.probed.spec
         seed_everything(config)
-        self.env = envs_lib.make_vector_env(config, self.source, self.probed)
+        self.env = vector_env or envs_lib.make_vector_env(config, self.source, self.probed)
         self.replicas = distributed.Replicas(cluster.num_workers if cluster else 1)
         self.agent = agent_lib.Agent(self.spec, config, torso, critic_torso, self.replicas)
         self.actor, self.critic = self.agent.actor, self.agent.critic
