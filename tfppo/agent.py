@@ -105,7 +105,7 @@ def saved_builder(record: dict, key: str, given):
     except ConfigError:
         raise ConfigError(
             f"this run's {key.replace('_', ' ')} was built by {name}, which cannot be imported here; "
-            f"pass it again: tfppo.load(logdir, {key}=BUILDER) or restore from Python"
+            f"pass the same builder again ({key}=BUILDER) from Python"
         ) from None
 
 

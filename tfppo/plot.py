@@ -19,16 +19,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfppo import rundir
+
 
 def read_metrics(logdir: str) -> list[dict]:
-    path = os.path.join(logdir, "metrics.jsonl")
+    path = rundir.path(logdir, rundir.METRICS_FILE)
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def read_episodes(logdir: str) -> np.ndarray:
     """[episodes, 3] (env step at the end, undiscounted return, length) from episodes.csv."""
-    with open(os.path.join(logdir, "episodes.csv"), encoding="utf-8") as f:
+    with open(rundir.path(logdir, rundir.EPISODES_FILE), encoding="utf-8") as f:
         rows = [(float(r["global_step"]), float(r["return"]), float(r["length"])) for r in csv.DictReader(f)]
     return np.array(rows, np.float64).reshape(-1, 3)
 
@@ -142,7 +144,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--title", default="")
     parser.add_argument("--tutorial", action="store_true", help="the Morvan tutorial's figure style")
     args = parser.parse_args(argv)
-    needed = "episodes.csv" if args.tutorial else "metrics.jsonl"
+    needed = rundir.EPISODES_FILE if args.tutorial else rundir.METRICS_FILE
     missing = [d for d in args.logdirs if not os.path.isfile(os.path.join(d, needed))]
     if missing:
         print(f"error: no {needed} in {missing[0]}; expected a tfppo run directory", file=sys.stderr)
