@@ -33,7 +33,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tfppo import plot  # noqa: E402
+from tfppo import plot, rundir  # noqa: E402
 
 # What each preset must reach (over the last 100 episodes), from the issues: (metric, value).
 THRESHOLDS = {
@@ -114,7 +114,7 @@ def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
     preset, label, preset_flags = parse_preset(preset_text)
     extra = preset_flags + extra
     logdir = os.path.join(out, "runs", f"{label}_seed{seed}")
-    if os.path.exists(os.path.join(logdir, "summary.json")):
+    if os.path.exists(rundir.path(logdir, rundir.SUMMARY_FILE)):
         print(f"reusing {logdir}", flush=True)
         return row(preset, label, seed, logdir)
     command = [
@@ -126,7 +126,7 @@ def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
         f"--logdir={logdir}",
         *extra,
     ]
-    resumed = os.path.isdir(os.path.join(logdir, "checkpoints"))
+    resumed = os.path.isdir(rundir.path(logdir, rundir.CHECKPOINT_DIR))
     if resumed:  # An interrupted run: continue it (tfppo checks the flags are the same).
         command.append("--resume")
     elif os.path.isdir(logdir):  # Stopped before its first checkpoint: keep it aside, start anew.
@@ -155,7 +155,7 @@ def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
 
 def row(preset: str, label: str, seed: int, logdir: str) -> dict:
     records = plot.read_metrics(logdir)
-    with open(os.path.join(logdir, "summary.json")) as f:
+    with open(rundir.path(logdir, rundir.SUMMARY_FILE)) as f:
         summary = json.load(f)
     metric, threshold = THRESHOLDS.get(preset, ("episode_return_mean", None))
     reached = next(

@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from tfppo import distributed, networks, rundir
 from tfppo import envs as envs_lib
-from tfppo import export as export_lib
 from tfppo import learner as learner_lib
 from tfppo.config import Config, ConfigError
 from tfppo.normalization import Normalizers
@@ -80,11 +79,6 @@ class Agent:
     def restore(self, path: str) -> None:
         self.checkpoint.restore(path).assert_existing_objects_matched()
         self.normalizers.pull()
-
-    def export(self, path: str, meta: dict) -> str:
-        """A SavedModel of the current policy (tfppo.export) in a new directory."""
-        constants = self.normalizers.observation_constants()
-        return export_lib.export(self.actor, self.critic, self.spec, meta, path, constants)
 
 
 def network_record(torso, critic_torso) -> dict:

@@ -129,6 +129,12 @@ class ExportedPolicy(tf.Module):
         self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
 
 
+def export_agent(agent, path: str, meta: dict) -> str:
+    """A SavedModel of an Agent's current policy (tfppo.agent), normalisation inside."""
+    constants = agent.normalizers.observation_constants()
+    return export(agent.actor, agent.critic, agent.spec, meta, path, constants)
+
+
 def export(actor, critic, spec: EnvSpec, meta: dict, path: str, normalization=None) -> str:
     """Writes the SavedModel to `path` (a new directory) and returns it.
 
@@ -153,7 +159,7 @@ def load_metadata(path: str) -> dict:
 
 def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, critic_torso=None) -> str:
     """Rebuilds a run's networks from its run directory (no env), restores a checkpoint and exports it."""
-    from tfppo import agent as agent_lib
+    from tfppo import agent as agent_lib  # Not at the top: agent -> networks -> ... is heavy.
     from tfppo.config import ConfigError
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
@@ -165,7 +171,7 @@ def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, c
         "episodes": int(state.episodes.numpy()),
         "checkpoint": checkpoint or tf.train.latest_checkpoint(rundir.path(logdir, rundir.CHECKPOINT_DIR)),
     }
-    return agent.export(out, metadata(agent.config, agent.spec, record, figures))
+    return export_agent(agent, out, metadata(agent.config, agent.spec, record, figures))
 
 
 def main(argv) -> int:

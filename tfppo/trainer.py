@@ -356,7 +356,7 @@ class Trainer:
             **extra,
         }
         meta = export_lib.metadata(self.config, self.spec, self.probed.record(self.source), figures)
-        return self.agent.export(path, meta)
+        return export_lib.export_agent(self.agent, path, meta)
 
     def _export_replacing(self, final: str, **extra) -> str:
         """Exports to `final`, replacing an earlier export only once the new one is written."""
