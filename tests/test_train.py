@@ -128,11 +128,11 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIn(expected, lines[0])
         self.assertFalse(os.path.exists(logdir))
 
-    def test_resume_without_checkpoint(self):
+    def test_resume_without_a_run(self):
         logdir = make_tempdir(self)
         result = run_cli("--resume", f"--logdir={logdir}")
         self.assertEqual(result.returncode, 2)
-        self.assertIn("no checkpoint", result.stderr)
+        self.assertIn("--resume: no tfppo run in", result.stderr)
         self.assertEqual(os.listdir(logdir), [])
 
     def test_helpfull_documents_every_flag_in_groups_and_exits_0(self):

@@ -8,8 +8,6 @@ run directory (flags.json, env.json) and restores a checkpoint, without making a
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
@@ -60,7 +58,7 @@ class Agent:
         self.tf_policy = Policy(self.actor, self.critic, spec, config.seed)
         self.learner = learner_lib.Learner(self.actor, self.critic, spec, config, replicas)
         self.state = TrainState()
-        self.normalizers = Normalizers(spec.observation_shape, config.num_envs, config)
+        self.normalizers = Normalizers(spec.observation_shape, config.num_envs, config, replicas)
         # The object names are the checkpoint's format: keep them.
         self.checkpoint = tf.train.Checkpoint(
             normalizers=self.normalizers,
@@ -77,8 +75,28 @@ class Agent:
         )
 
     def restore(self, path: str) -> None:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        """Restores one checkpoint; ConfigError naming it if it cannot be read."""
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as error:  # Truncated data, a garbage index, missing files, ...
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"checkpoint {path} cannot be restored: {reason[:200]}") from None
         self.normalizers.pull()
+
+    def restore_newest(self, logdir: str) -> tuple[str, list[str]]:
+        """Restores the newest checkpoint of a run that restores, falling back to older ones.
+
+        Returns (its path, what was skipped and why); ConfigError if none restores.
+        """
+        skipped = []
+        for path in rundir.checkpoints(logdir):
+            try:
+                self.restore(path)
+                return path, skipped
+            except ConfigError as error:
+                skipped.append(str(error))
+        where = rundir.path(logdir, rundir.CHECKPOINT_DIR)
+        raise ConfigError(f"no checkpoint in {where} restores: {'; '.join(skipped) or 'there are none'}")
 
 
 def network_record(torso, critic_torso) -> dict:
@@ -118,16 +136,16 @@ def from_run(logdir: str, checkpoint: str = "", torso=None, critic_torso=None):
     else:
         spec = envs_lib.probe_spec(config.env, config.use_mask)
         record = {"source": {"id": config.env}, "observation_space": "", "action_space": ""}
-    path = checkpoint or tf.train.latest_checkpoint(rundir.path(logdir, rundir.CHECKPOINT_DIR))
-    if not path or not tf.io.gfile.exists(path + ".index"):
-        raise ConfigError(
-            f"no checkpoint {checkpoint or 'in ' + os.path.join(logdir, rundir.CHECKPOINT_DIR)!r}"
-        )
     agent = Agent(
         spec,
         config,
         saved_builder(record, "torso", torso),
         saved_builder(record, "critic_torso", critic_torso),
     )
-    agent.restore(path)
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + ".index"):
+            raise ConfigError(f"--checkpoint={checkpoint!r}: no such checkpoint (no {checkpoint}.index)")
+        agent.restore(checkpoint)
+    else:
+        agent.restore_newest(logdir)
     return agent, record

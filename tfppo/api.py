@@ -101,21 +101,15 @@ def run(
 
     chief = cluster is None or cluster.is_chief
     config, source, probed, torso, critic_torso = _prepare(config, explicit, env, chief, torso, critic_torso)
-    if cluster is not None and (config.norm_obs or config.norm_reward):
-        raise ConfigError(
-            "--norm_obs and --norm_reward are not supported with several workers yet "
-            "(each worker would normalise with its own statistics)"
-        )
     vector_env = envs_lib.make_vector_env(config, source, probed)  # Checks every copy's spaces.
     try:
-        if chief:
-            record = {**probed.record(source), "network": agent_lib.network_record(torso, critic_torso)}
-            rundir.write_new(config.logdir, config, record)
-        return trainer.train(
+        # Built (and a resumed run restored) before anything is written: a network that cannot
+        # be built or a checkpoint that cannot be restored leaves the run directory as it was.
+        run_ = trainer.Trainer(
             config,
             config.logdir,
-            cluster,
-            strategy,
+            cluster=cluster,
+            strategy=strategy,
             source=source,
             probed=probed,
             vector_env=vector_env,
@@ -123,6 +117,10 @@ def run(
             critic_torso=critic_torso,
             callbacks=callbacks,
         )
+        if chief:
+            record = {**probed.record(source), "network": agent_lib.network_record(torso, critic_torso)}
+            rundir.write_new(config.logdir, config, record)
+        return run_.train()
     finally:
         vector_env.close()  # A no-op once the trainer closed it.
 

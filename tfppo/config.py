@@ -20,6 +20,9 @@ VECTOR_MODES = ("sync", "async")
 POLICY_BACKENDS = ("numpy", "tf")
 HYBRID_RATIOS = ("joint", "per_head")
 RATIOS = ("log_prob", "prob_eps")
+# Seeds derived from --seed (per env, worker and resumed update) stay well inside int64 and
+# TensorFlow's int32 stateless seeds.
+MAX_SEED = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -167,6 +170,10 @@ def validate(config: Config) -> None:
             isinstance(kwargs, dict),
             f"--env_kwargs={config.env_kwargs!r} must be a JSON object, e.g. '{{\"size\": 5}}'",
         )
+    _require(
+        isinstance(config.seed, int) and 0 <= config.seed <= MAX_SEED,
+        f"--seed={config.seed} must be an integer in [0, {MAX_SEED}]",
+    )
     _choice("method", config.method, METHODS)
     _choice("sigma", config.sigma, SIGMA_MODES)
     _choice("activation", config.activation, ACTIVATIONS)

@@ -22,6 +22,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfppo import signals
 from tfppo.config import ConfigError
 
 # Collective ops wait at most this long for a peer; a dead worker then surfaces as an error.
@@ -157,6 +158,9 @@ class LocalStats:
     def __init__(self, collector):
         self.collector = collector
 
+    # Multi-worker stops are coordinated through GlobalStats; one process raises at once.
+    stop_requested = False
+
     def refresh(self) -> None:
         """Called after every update (a no-op here)."""
 
@@ -188,8 +192,8 @@ class GlobalStats(LocalStats):
     def __init__(self, collector, replicas, base_steps: int, base_episodes: int):
         super().__init__(collector)
         self.base_steps, self.base_episodes = base_steps, base_episodes
-        self.values = np.zeros(8)
-        self._sum = tf.function(replicas.sum, input_signature=[tf.TensorSpec([8], tf.float64)])
+        self.values = np.zeros(9)
+        self._sum = tf.function(replicas.sum, input_signature=[tf.TensorSpec([9], tf.float64)])
 
     def refresh(self) -> None:
         c = self.collector
@@ -202,6 +206,7 @@ class GlobalStats(LocalStats):
             len(c.recent_successes),
             sum(c.recent_lengths),
             len(c.recent_lengths),
+            1.0 if signals.pending() else 0.0,  # a stop signal on this worker
         ]
         self.values = self._sum(tf.constant(local, tf.float64)).numpy()
 
@@ -221,3 +226,8 @@ class GlobalStats(LocalStats):
 
     def success_rate(self) -> float | None:
         return self.values[4] / self.values[5] if self.values[5] else None
+
+    @property
+    def stop_requested(self) -> bool:
+        """A stop signal reached some worker before this update's all-reduce."""
+        return bool(self.values[8] > 0)

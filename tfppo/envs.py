@@ -174,8 +174,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"--env={env_id!r} needs a package that is not installed: {error}") from None
     except TypeError as error:
         if not kwargs:
-            raise
+            raise ConfigError(f"--env={env_id!r} could not be made: TypeError: {error}") from None
         raise ConfigError(f"--env={env_id!r} rejected --env_kwargs={json.dumps(kwargs)}: {error}") from None
+    except Exception as error:  # The env's own module or constructor raised (module:EnvId too).
+        raise ConfigError(f"--env={env_id!r} could not be made: {type(error).__name__}: {error}") from None
 
 
 def factory_name(factory: Callable) -> str:

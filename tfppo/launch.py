@@ -4,8 +4,10 @@ Each worker is `python -m tfppo.train <train flags>` with a TF_CONFIG naming N w
 127.0.0.1 (free ports); worker 0 is the chief. Their output is streamed with a `[worker k]`
 prefix. If a worker fails, or a worker is not ready (TF_CONFIG cluster connected, weights
 broadcast) within --startup_timeout seconds, every other worker gets SIGTERM and, after
---grace seconds, SIGKILL: a worker waiting for a dead peer does not stop by itself. Ctrl-C does
-the same. The exit code is the first failing worker's (0 when all succeed).
+--grace seconds, SIGKILL: a worker waiting for a dead peer does not stop by itself. Ctrl-C,
+SIGTERM or SIGHUP to the launcher send every worker SIGTERM: the workers stop after the same
+update with one checkpoint (the chief's), and the launcher exits with code 2. The exit code is
+otherwise the first failing worker's (0 when all succeed).
 
 For several machines, start `python -m tfppo.train` on each with its own TF_CONFIG (see
 BUILD.md); the logdir must be on storage every worker can read for --resume.
@@ -129,7 +131,8 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # A cluster manager's SIGTERM cleans up too.
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # A cluster manager's SIGTERM stops cleanly too.
+        signal.signal(signum, _interrupt)
     if "--" in argv:
         split = argv.index("--")
         own, train_flags = argv[:split], argv[split + 1 :]
@@ -140,7 +143,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--startup_timeout", type=float, default=120.0, help="seconds for every worker to be ready"
     )
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds between SIGTERM (workers checkpoint at their next update) and SIGKILL",
+    )
     args = parser.parse_args(own)
     if args.num_workers < 1:
         parser.error(f"--num_workers={args.num_workers} must be >= 1")
@@ -157,8 +165,10 @@ def main(argv: list[str]) -> int:
             say(f"started worker {index} (pid {workers[-1].process.pid}) on {addresses[index]}")
         code = supervise(workers, args.startup_timeout)
     except KeyboardInterrupt:
-        say("interrupted; stopping every worker")
-        code = 130
+        # SIGTERM to every worker: each stops after the same update (the stop is all-reduced),
+        # the chief writes one checkpoint, and `--resume` continues from it.
+        say("interrupted; every worker checkpoints and stops (continue with --resume)")
+        code = 2
     finally:
         stop_all(workers, args.grace)
     return code

@@ -29,6 +29,63 @@ class RunningMeanStd:
         self.count = total
 
 
+def merge(a: tuple, b: tuple) -> tuple:
+    """Chan et al.'s exact merge of two (count, mean, M2) moment sets, M2 = var * count."""
+    (count_a, mean_a, m2_a), (count_b, mean_b, m2_b) = a, b
+    total = count_a + count_b
+    if total == 0:
+        return a
+    delta = mean_b - mean_a
+    mean = mean_a + delta * count_b / total
+    return total, mean, m2_a + m2_b + delta**2 * count_a * count_b / total
+
+
+class SyncedMeanStd(RunningMeanStd):
+    """RunningMeanStd of every worker's data, all-reduced once per update (`sync`).
+
+    Between syncs it holds the global statistics of the last sync merged with this worker's data
+    since then, so a worker normalises with everything it can know; after a sync every worker
+    holds the same statistics: those of all workers' data, merged exactly.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        super().__init__(shape)
+        self.rebase()
+
+    def rebase(self) -> None:
+        """The current statistics become the shared base (after a sync or a restore)."""
+        self.base = (self.count, self.mean.copy(), self.var * self.count)
+        self.local = (0.0, np.zeros_like(self.mean), np.zeros_like(self.mean))
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64)
+        moments = (batch.shape[0], batch.mean(0), batch.var(0) * batch.shape[0])
+        self.local = merge(self.local, moments)
+        self._set(merge(self.base, self.local))
+
+    def _set(self, moments: tuple) -> None:
+        self.count, self.mean, m2 = moments
+        self.var = m2 / self.count
+
+    def packed(self) -> np.ndarray:
+        """This worker's data since the last sync as sums that add across workers:
+        [n, n * mean, M2 + n * mean^2] (flattened)."""
+        count, mean, m2 = self.local
+        return np.concatenate([[count], np.ravel(count * mean), np.ravel(m2 + count * mean**2)])
+
+    def unpack_sync(self, summed: np.ndarray) -> None:
+        """Merges the all-reduced `packed()` of every worker into the base."""
+        size = self.mean.size
+        count = summed[0]
+        if count > 0:
+            mean = summed[1 : 1 + size].reshape(self.mean.shape) / count
+            m2 = np.maximum(summed[1 + size :].reshape(self.mean.shape) - count * mean**2, 0.0)
+            self._set(merge(self.base, (count, mean, m2)))
+        else:
+            self._set(self.base)
+        self.rebase()
+
+
 class Normalizers(tf.Module):
     """Observation normaliser (optional) and reward scaler (optional) of one run.
 
@@ -39,16 +96,20 @@ class Normalizers(tf.Module):
 
     EPSILON = 1e-8
 
-    def __init__(self, observation_shape, num_envs: int, config):
+    def __init__(self, observation_shape, num_envs: int, config, replicas=None):
+        """replicas: tfppo.distributed.Replicas; with several workers the statistics are
+        all-reduced once per update (`sync`), so every replica normalises alike."""
         super().__init__(name="normalizers")
+        self.replicas = replicas if replicas is not None and replicas.active else None
+        Stats = SyncedMeanStd if self.replicas is not None else RunningMeanStd
         self.norm_obs, self.norm_reward = config.norm_obs, config.norm_reward
         self.obs_clip, self.reward_clip, self.gamma = (
             config.norm_obs_clip,
             config.norm_reward_clip,
             config.gamma,
         )
-        self.obs_stats = RunningMeanStd(tuple(observation_shape))
-        self.return_stats = RunningMeanStd(())
+        self.obs_stats = Stats(tuple(observation_shape))
+        self.return_stats = Stats(())
         self.discounted_return = np.zeros(num_envs, np.float64)
         self.obs_mean = tf.Variable(self.obs_stats.mean, dtype=tf.float64, trainable=False, name="obs_mean")
         self.obs_var = tf.Variable(self.obs_stats.var, dtype=tf.float64, trainable=False, name="obs_var")
@@ -95,6 +156,23 @@ class Normalizers(tf.Module):
             self.return_var.numpy(),
             float(self.return_count.numpy()),
         )
+        for stats in (self.obs_stats, self.return_stats):
+            if isinstance(stats, SyncedMeanStd):
+                stats.rebase()
+
+    def sync(self) -> None:
+        """Several workers: every worker's statistics since the last sync, all-reduced (one
+        collective op for both normalisers) and merged; a no-op in one process."""
+        if self.replicas is None or not (self.norm_obs or self.norm_reward):
+            return
+        local = np.concatenate([self.obs_stats.packed(), self.return_stats.packed()])
+        if not hasattr(self, "_sum"):
+            spec = tf.TensorSpec(local.shape, tf.float64)
+            self._sum = tf.function(self.replicas.sum, input_signature=[spec])
+        summed = self._sum(tf.constant(local)).numpy()
+        split = self.obs_stats.packed().size
+        self.obs_stats.unpack_sync(summed[:split])
+        self.return_stats.unpack_sync(summed[split:])
 
     def observation_constants(self):
         """(mean, 1 / std, clip) as float32 for a graph; None when observations are not normalised."""

@@ -197,6 +197,12 @@ class Collector:
         rollout.truncated[t] = truncated
         if done.any():
             final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, False)
+            bad = done & ~np.isfinite(final).reshape(self.num_envs, -1).all(1)
+            if bad.any():  # Bootstrapped through V(final observation): a NaN there poisons the loss.
+                raise ConfigError(
+                    f"env {int(np.flatnonzero(bad)[0])} returned a non-finite final observation (the one "
+                    f"that ends its episode) at env step {self.env_steps}"
+                )
             rollout.final_observation[t][done] = self._normalize(final[done], update=False)
         next_observation = self._normalize(next_observation, update=True)
         rollout.final_observation[t][~done] = next_observation[~done]

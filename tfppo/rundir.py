@@ -53,18 +53,23 @@ def path(logdir: str, name: str) -> str:
     return os.path.join(logdir, name)
 
 
+def checkpoints(logdir: str) -> list[str]:
+    """Checkpoint prefixes (LOGDIR/checkpoints/ckpt-N) whose index file exists, newest first.
+
+    Read from the files themselves, not CheckpointManager's index, so a corrupt index or a
+    deleted checkpoint still leaves the others to fall back to.
+    """
+    directory = path(logdir, CHECKPOINT_DIR)
+    numbers = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        stem, _, number = name.removesuffix(".index").rpartition("-")
+        if name.endswith(".index") and stem == "ckpt" and number.isdigit():
+            numbers.append(int(number))
+    return [os.path.join(directory, f"ckpt-{n}") for n in sorted(numbers, reverse=True)]
+
+
 def has_checkpoint(logdir: str) -> bool:
-    """Whether CheckpointManager's index names a checkpoint whose files exist."""
-    index = path(logdir, os.path.join(CHECKPOINT_DIR, "checkpoint"))
-    if not os.path.isfile(index):
-        return False
-    with open(index, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model_checkpoint_path:"):
-                name = line.split(":", 1)[1].strip().strip('"')
-                prefix = name if os.path.isabs(name) else path(logdir, os.path.join(CHECKPOINT_DIR, name))
-                return os.path.isfile(prefix + ".index")
-    return False
+    return bool(checkpoints(logdir))
 
 
 def is_run(logdir: str) -> bool:
@@ -111,11 +116,10 @@ def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
     RESUMABLE may differ from them, and only those given replace the saved values. A non-chief worker skips the new-logdir check: the chief makes it.
     """
     logdir = config.logdir or default_logdir(config)
-    if os.path.exists(logdir) and not os.path.isdir(logdir):
-        raise ConfigError(f"--logdir={logdir!r} is a file; expected a directory")
+    _check_directory(logdir)
     if config.resume:
-        if not has_checkpoint(logdir) or not is_run(logdir):
-            raise ConfigError(f"--resume: no checkpoint of a tfppo run in --logdir={logdir!r}")
+        if not is_run(logdir):
+            raise ConfigError(f"--resume: no tfppo run in --logdir={logdir!r} (no {FLAGS_FILE})")
         saved = read_config(logdir)
         changed = sorted(n for n in explicit - RESUMABLE if getattr(config, n) != getattr(saved, n))
         if changed:
@@ -127,17 +131,83 @@ def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
         given = (explicit & RESUMABLE) | {"resume"}
         config = dataclasses.replace(saved, **{name: getattr(config, name) for name in given})
     elif chief and os.path.isdir(logdir) and os.listdir(logdir):
+        if is_run(logdir) and not has_checkpoint(logdir):
+            raise ConfigError(
+                f"--logdir={logdir!r} holds a run that stopped before its first checkpoint; pass "
+                "--resume to start it again with its saved settings, or choose a new --logdir"
+            )
         raise ConfigError(
             f"--logdir={logdir!r} already holds files; pass --resume to continue that run, or choose a new --logdir"
         )
     return dataclasses.replace(config, logdir=logdir)
 
 
+def _check_directory(logdir: str) -> None:
+    """The logdir and every existing ancestor must be directories."""
+    current = os.path.abspath(logdir)
+    while True:
+        if os.path.exists(current) and not os.path.isdir(current):
+            what = "is" if current == os.path.abspath(logdir) else f"is under {current!r}, which is"
+            raise ConfigError(f"--logdir={logdir!r} {what} a file; expected a directory")
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent
+
+
+def _rewrite(file: str, keep) -> int:
+    """Keeps the lines `keep(line)` accepts (a torn last line never); returns how many were dropped."""
+    if not os.path.isfile(file):
+        return 0
+    with open(file, encoding="utf-8", errors="replace") as f:
+        lines = f.readlines()
+    kept = [line for line in lines if line.endswith("\n") and keep(line)]
+    if len(kept) != len(lines):
+        staging = file + ".partial"
+        with open(staging, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(staging, file)
+    return len(lines) - len(kept)
+
+
+def truncate_logs(logdir: str, updates: int, global_step: int) -> int:
+    """After a restore: drops metrics.jsonl rows past update `updates` and episodes.csv rows past
+    env step `global_step` (what a killed run logged after its last checkpoint), and torn lines,
+    so each log holds exactly one row per update / episode. Returns the rows dropped."""
+
+    def metrics_row(line: str) -> bool:
+        try:
+            return int(json.loads(line)["update"]) <= updates
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def episode_row(line: str) -> bool:
+        first = line.split(",", 1)[0]
+        if first == "global_step":
+            return True  # the header
+        try:
+            return int(first) <= global_step and len(line.split(",")) == 3
+        except ValueError:
+            return False
+
+    return _rewrite(path(logdir, METRICS_FILE), metrics_row) + _rewrite(
+        path(logdir, EPISODES_FILE), episode_row
+    )
+
+
 def write_new(logdir: str, config: Config, env_record: dict) -> None:
-    """flags.json and env.json of a starting (or resumed) run; each written whole, then renamed."""
-    os.makedirs(logdir, exist_ok=True)
+    """flags.json and env.json of a starting (or resumed) run; each written whole, then renamed.
+
+    A filesystem that refuses (read-only, full) is a ConfigError naming the file.
+    """
     for name, values in ((FLAGS_FILE, config.to_dict()), (ENV_FILE, env_record)):
         staging = path(logdir, name + ".partial")
-        with open(staging, "w", encoding="utf-8") as f:
-            json.dump(values, f, indent=2)
-        os.replace(staging, path(logdir, name))
+        try:
+            os.makedirs(logdir, exist_ok=True)
+            with open(staging, "w", encoding="utf-8") as f:
+                json.dump(values, f, indent=2)
+            os.replace(staging, path(logdir, name))
+        except OSError as error:
+            if os.path.exists(staging):
+                os.remove(staging)
+            raise ConfigError(f"cannot write {path(logdir, name)}: {error.strerror or error}") from None

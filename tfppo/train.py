@@ -11,6 +11,8 @@ import sys
 from absl import app, flags, logging
 
 from tfppo import flags as flags_lib
+from tfppo import rundir, signals
+from tfppo.config import ConfigError
 
 flags_lib.define_flags()
 FLAGS = flags.FLAGS
@@ -36,14 +38,23 @@ def parse_flags(argv):
         raise exit_
 
 
+def interrupted(interrupt: KeyboardInterrupt, logdir: str) -> None:
+    """A stop signal outside the training loop (which checkpoints itself): one line, exit 2."""
+    name = getattr(interrupt, "signal_name", "SIGINT")
+    found = rundir.checkpoints(logdir) if logdir else []
+    kept = f"the last checkpoint, {found[0]}, is kept" if found else "no checkpoint was written"
+    fail(f"interrupted ({name}) outside the training loop; {kept}; continue with --resume")
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument {argv[1]!r}; flags look like --name=value (see --helpfull)")
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here.
-    # Heavy imports after flag parsing, so --help and flag errors are instant.
-    from tfppo import api, distributed, trainer
-    from tfppo.config import ConfigError
-
+    signals.install()  # SIGTERM and SIGHUP stop a run as Ctrl-C does: checkpoint, one line, exit 2.
+    try:  # Heavy imports after flag parsing, so --help and flag errors are instant.
+        from tfppo import api, distributed, trainer
+    except KeyboardInterrupt as interrupt:
+        interrupted(interrupt, FLAGS.logdir)
     try:
         cluster = distributed.cluster_from_env()  # From TF_CONFIG; None: one process.
         config = flags_lib.to_config(FLAGS)
@@ -52,6 +63,8 @@ def main(argv) -> None:
             trainer.configure_threads(config)
             strategy = distributed.make_strategy()
         summary = api.run(config, flags_lib.explicitly_set(FLAGS), cluster=cluster, strategy=strategy)
+    except KeyboardInterrupt as interrupt:  # Outside the training loop: start-up or the end.
+        interrupted(interrupt, FLAGS.logdir)
     except (ConfigError, trainer.TrainingError) as error:
         fail(str(error))
     if cluster is not None and not cluster.is_chief:

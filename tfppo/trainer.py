@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -17,12 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfppo import agent as agent_lib
-from tfppo import distributed, evaluation, plot, rundir
+from tfppo import distributed, evaluation, plot, rundir, signals
 from tfppo import envs as envs_lib
 from tfppo import export as export_lib
 from tfppo import rollout as rollout_lib
 from tfppo.agent import RETURN_WINDOW, TrainState  # noqa: F401  (TrainState: the checkpoint's counters)
-from tfppo.config import Config, ConfigError
+from tfppo.config import Config
 from tfppo.metrics import MetricsLogger
 from tfppo.numpy_policy import NumpyPolicy, unsupported_layers
 
@@ -120,8 +121,7 @@ class Trainer:
         self.learner, self.state = self.agent.learner, self.agent.state
         self.normalizers, self.tf_policy = self.agent.normalizers, self.agent.tf_policy
         self.manager = self.agent.manager(logdir)
-        if config.resume:
-            self.agent.restore(checkpoint or self.manager.latest_checkpoint)
+        self.restored = self._restore(checkpoint) if config.resume else None
         # A resumed run meets new episodes, not a replay of the first ones; workers differ.
         env_seed = config.seed + 100_003 * int(self.state.updates.numpy()) + 1_000_003 * worker
         self.policy = self._acting_policy(env_seed + 17)
@@ -160,6 +160,24 @@ class Trainer:
         self.eval_env = None  # made at the first periodic evaluation
         every = config.eval_every
         self.next_eval = (self.stats.env_steps // every + 1) * every if every else 0
+
+    def _restore(self, checkpoint: str | None) -> str | None:
+        """--resume: the given checkpoint, else the newest that restores (saying what was
+        skipped); None for a run stopped before its first checkpoint (it starts again)."""
+        if checkpoint:
+            self.agent.restore(checkpoint)
+            return checkpoint
+        if not rundir.has_checkpoint(self.logdir):
+            if self.is_chief:
+                print(
+                    f"tfppo: {self.logdir} has no checkpoint yet: the run starts from the beginning",
+                    flush=True,
+                )
+            return None
+        path, skipped = self.agent.restore_newest(self.logdir)
+        if skipped and self.is_chief:
+            print(f"tfppo: resuming from {path}; skipped {'; '.join(skipped)}", flush=True)
+        return path
 
     def _acting_policy(self, seed: int):
         """The NumPy mirror where it can follow the networks (the fast path), else the compiled policy."""
@@ -214,12 +232,32 @@ class Trainer:
         self.state.best_eval_return_mean.assign(self.best_eval_return_mean)
 
     def save(self) -> str:
-        """A checkpoint (the chief's only in multi-worker training); returns its path."""
+        """A checkpoint (the chief's only in multi-worker training); returns its path.
+
+        A stop signal waits until it is written. A filesystem that refuses (full, read-only)
+        stops training with the last good checkpoint kept and the temporary files removed.
+        """
         if not self.is_chief:
             return self.manager.latest_checkpoint or ""
-        self._sync_state()
-        self.normalizers.push()
-        return self.manager.save(checkpoint_number=self.updates)
+        with signals.deferred():
+            self._sync_state()
+            self.normalizers.push()
+            try:
+                return self.manager.save(checkpoint_number=self.updates)
+            except (OSError, tf.errors.OpError) as error:
+                directory = rundir.path(self.logdir, rundir.CHECKPOINT_DIR)
+                for name in os.listdir(directory) if os.path.isdir(directory) else []:
+                    if name.startswith(f"ckpt-{self.updates}_temp"):
+                        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+                reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+                raise TrainingError(
+                    f"cannot write checkpoint {self.updates} in {directory}: {reason.splitlines()[0]}; "
+                    f"training stopped, last good checkpoint kept: {self._last_good()}"
+                ) from None
+
+    def _last_good(self) -> str:
+        found = rundir.checkpoints(self.logdir)
+        return found[0] if found else "none yet"
 
     def _update_once(self) -> dict[str, float]:
         config = self.config
@@ -229,6 +267,7 @@ class Trainer:
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics, weights = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
         self.stats.refresh()
+        self.normalizers.sync()  # several workers: everyone's statistics, merged (else a no-op)
         self.policy.sync(weights)
         self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
@@ -237,7 +276,7 @@ class Trainer:
             raise TrainingError(
                 f"non-finite {', '.join(bad)} at update {self.updates + 1} "
                 f"(env step {self.stats.env_steps}); training stopped, last good checkpoint "
-                f"kept: {self.manager.latest_checkpoint or 'none yet'}"
+                f"kept: {self._last_good()}"
             )
         return metrics
 
@@ -293,11 +332,25 @@ class Trainer:
                 return repr(callback)
         return None
 
+    def _stop_if_signalled(self) -> None:
+        """Multi-worker: a stop signal on any worker (all-reduced with the episode statistics)
+        stops every worker after the same update, with one checkpoint written by the chief."""
+        if not self.stats.stop_requested:
+            return
+        path = self.save()
+        here = signals.pending()
+        raise TrainingError(
+            f"stopped by {here or 'a signal to another worker'} at update {self.updates} on every "
+            f"worker; checkpoint {path or 'saved by the chief'}; continue with --resume"
+        )
+
     def train(self) -> dict[str, float]:
         config = self.config
         start_steps, wall_before = self.stats.env_steps, self.wall_s
         started = time.time()
         self.collect_s = self.update_s = 0.0
+        if config.resume and self.is_chief:  # What a killed run logged after its checkpoint.
+            rundir.truncate_logs(self.logdir, self.updates, self.stats.env_steps)
         logger = (
             MetricsLogger(
                 self.logdir,
@@ -310,25 +363,30 @@ class Trainer:
             else _NoLogger()
         )
         record, self.stopped_by = None, None
+        polling = signals.polled() if self.strategy is not None else contextlib.nullcontext()
         try:
-            while not self._done() and self.stopped_by is None:
-                metrics = self._update_once()
-                record = self._record(metrics, start_steps, time.time() - started, wall_before)
-                self._evaluate_periodically(record)
-                logger.write_episodes(self.collector.drain_finished())
-                logger.write(record)
-                self.stopped_by = self._run_callbacks(record)
-                if record["update"] % config.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
+            with polling:
+                while not self._done() and self.stopped_by is None:
+                    metrics = self._update_once()
+                    record = self._record(metrics, start_steps, time.time() - started, wall_before)
+                    self._evaluate_periodically(record)
+                    logger.write_episodes(self.collector.drain_finished())
+                    logger.write(record)
+                    self._stop_if_signalled()
+                    self.stopped_by = self._run_callbacks(record)
+                    if record["update"] % config.checkpoint_every == 0:
+                        self.save()
+        except KeyboardInterrupt as interrupt:
+            name = getattr(interrupt, "signal_name", "SIGINT")
             if self.strategy is not None:  # A checkpoint would need the other workers.
                 raise TrainingError(
-                    f"interrupted at env step {self.stats.env_steps}; last checkpoint "
-                    f"{self.manager.latest_checkpoint or 'none yet'}; continue with --resume"
+                    f"interrupted ({name}) at env step {self.stats.env_steps}; last checkpoint "
+                    f"{self._last_good()}; continue with --resume"
                 ) from None
             path = self.save()
             raise TrainingError(
-                f"interrupted at env step {self.stats.env_steps}; checkpoint saved to {path}; continue with --resume"
+                f"interrupted ({name}) at env step {self.stats.env_steps}; checkpoint saved to {path}; "
+                "continue with --resume"
             ) from None
         except tf.errors.OpError as error:
             if self.strategy is None:
@@ -336,8 +394,7 @@ class Trainer:
             raise TrainingError(
                 f"worker {self.cluster.index} lost contact with another worker at update "
                 f"{self.updates + 1} ({type(error).__name__}); training stopped; "
-                f"last checkpoint {self.manager.latest_checkpoint or 'none yet'}: restart every "
-                "worker with --resume"
+                f"last checkpoint {self._last_good()}: restart every worker with --resume"
             ) from None
         finally:
             logger.close(record)
@@ -382,11 +439,12 @@ class Trainer:
             env.close()
 
     def _finish(self, record, checkpoint: str, elapsed: float, start_steps: int) -> dict[str, float]:
+        self.normalizers.push()  # The digest covers the normalisation statistics too.
         if not self.is_chief:  # The chief evaluates, exports and writes the summary.
             return {
                 "worker": self.cluster.index,
                 "global_step": self.stats.env_steps,
-                "weights_digest": weights_digest(self.actor, self.critic),
+                "weights_digest": weights_digest(self.actor, self.critic, self.normalizers),
             }
         returns = self.evaluate(self.config.eval_episodes) if self.config.eval_episodes else []
         steps = self.stats.env_steps
@@ -421,7 +479,7 @@ class Trainer:
             summary["stopped_by"] = self.stopped_by
         if self.cluster is not None:
             summary["num_workers"] = self.cluster.num_workers
-            summary["weights_digest"] = weights_digest(self.actor, self.critic)
+            summary["weights_digest"] = weights_digest(self.actor, self.critic, self.normalizers)
         if record is not None:
             summary["learning_curve"] = plot.plot_runs(
                 [self.logdir],
@@ -434,12 +492,5 @@ class Trainer:
 
 
 def train(config: Config, logdir: str, cluster=None, strategy=None, **kwargs) -> dict[str, float]:
-    """One run in a prepared logdir (see tfppo.api.run for the whole start); kwargs go to Trainer."""
-    if config.resume and not has_checkpoint(logdir):
-        raise ConfigError(f"--resume: no checkpoint in {rundir.path(logdir, rundir.CHECKPOINT_DIR)}")
-    if cluster is not None and (config.norm_obs or config.norm_reward):
-        raise ConfigError(
-            "--norm_obs and --norm_reward are not supported with several workers yet "
-            "(each worker would normalise with its own statistics)"
-        )
+    """One run in a prepared logdir (tfppo.api.run is the whole start); kwargs go to Trainer."""
     return Trainer(config, logdir, cluster=cluster, strategy=strategy, **kwargs).train()
