@@ -115,7 +115,27 @@ class MaskedChainDictEnv(MaskedChainEnv):
         return observation, reward, terminated, truncated, info
 
 
+class NanFinalObservationEnv(NanRewardEnv):
+    """Episodes of 4 steps whose last observation (the one that ends the episode) is NaN."""
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 4
+        observation = np.full(2, np.nan if done else 0.0, np.float32)
+        return observation, 1.0, done, False, {}
+
+
+class UnboundedActionEnv(NanRewardEnv):
+    """A Box action space with infinite bounds (--squash_mean cannot scale to it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+
 register("RecordingBox-v0", entry_point=RecordingBoxEnv, max_episode_steps=3)
+register("NanFinalObservation-v0", entry_point=NanFinalObservationEnv, max_episode_steps=50)
+register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=20)
 register("NanReward-v0", entry_point=NanRewardEnv, max_episode_steps=50)
 register("TextAction-v0", entry_point=TextActionEnv)
 register("MaskedChain-v0", entry_point=MaskedChainEnv)

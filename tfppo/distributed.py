@@ -25,7 +25,11 @@ import tensorflow as tf
 from tfppo import signals
 from tfppo.config import ConfigError
 
-# Collective ops wait at most this long for a peer; a dead worker then surfaces as an error.
+# The strategy's own collectives wait at most this long for a peer. tfppo's all-reduces (Replicas)
+# run without a timeout: TensorFlow 2.20 starts one watchdog thread per collective op execution
+# that has one (it sleeps out the timeout), ~50 threads per update here, thousands per minute
+# until thread creation fails and the process aborts. A dead peer is still detected: the
+# strategy's health check aborts every collective op of the process (UnavailableError, ~8 s).
 COLLECTIVE_TIMEOUT_S = 60.0
 
 
@@ -110,7 +114,7 @@ class Replicas:
             merge_op="Add",
             final_op="Id",
             communication_hint="ring",
-            timeout_seconds=COLLECTIVE_TIMEOUT_S,
+            timeout_seconds=0,  # no watchdog thread per execution (see COLLECTIVE_TIMEOUT_S)
         )
         sizes = [int(tf.size(t)) if tf.executing_eagerly() else t.shape.num_elements() for t in tensors]
         parts = tf.split(reduced, sizes)

@@ -222,6 +222,28 @@ class Collector:
         self.running_length[done] = 0
         self.observation, self.mask = next_observation, next_mask
 
+    def counters(self) -> tuple:
+        """The episode counters and statistics, to roll back to (see restore_counters)."""
+        return (
+            self.env_steps,
+            self.episodes,
+            tuple(self.recent_returns),
+            tuple(self.recent_lengths),
+            tuple(self.recent_successes),
+        )
+
+    def restore_counters(self, counters: tuple) -> None:
+        """Back to `counters()`: a rollout cut short is discarded, with its steps and episodes."""
+        self.env_steps, self.episodes, returns, lengths, successes = counters
+        for queue, values in zip(
+            (self.recent_returns, self.recent_lengths, self.recent_successes),
+            (returns, lengths, successes),
+            strict=True,
+        ):
+            queue.clear()
+            queue.extend(values)
+        self.finished = []
+
     def drain_finished(self) -> list:
         """The (env step, return, length) of every episode ended since the last call."""
         finished, self.finished = self.finished, []

@@ -62,6 +62,9 @@ def main(argv) -> None:
         if cluster is not None:  # Before TensorFlow runs any op.
             trainer.configure_threads(config)
             strategy = distributed.make_strategy()
+            # TensorFlow's coordination service puts its own SIGTERM handler (a preemption
+            # notifier) under Python's; ours again, so SIGTERM stops every worker cleanly.
+            signals.install()
         summary = api.run(config, flags_lib.explicitly_set(FLAGS), cluster=cluster, strategy=strategy)
     except KeyboardInterrupt as interrupt:  # Outside the training loop: start-up or the end.
         interrupted(interrupt, FLAGS.logdir)

@@ -364,6 +364,7 @@ class Trainer:
         )
         record, self.stopped_by = None, None
         polling = signals.polled() if self.strategy is not None else contextlib.nullcontext()
+        completed = self.collector.counters()
         try:
             with polling:
                 while not self._done() and self.stopped_by is None:
@@ -372,6 +373,7 @@ class Trainer:
                     self._evaluate_periodically(record)
                     logger.write_episodes(self.collector.drain_finished())
                     logger.write(record)
+                    completed = self.collector.counters()
                     self._stop_if_signalled()
                     self.stopped_by = self._run_callbacks(record)
                     if record["update"] % config.checkpoint_every == 0:
@@ -383,6 +385,9 @@ class Trainer:
                     f"interrupted ({name}) at env step {self.stats.env_steps}; last checkpoint "
                     f"{self._last_good()}; continue with --resume"
                 ) from None
+            # The rollout cut short is discarded with its steps and episodes: the checkpoint and
+            # the logs agree on the last completed update.
+            self.collector.restore_counters(completed)
             path = self.save()
             raise TrainingError(
                 f"interrupted ({name}) at env step {self.stats.env_steps}; checkpoint saved to {path}; "
