@@ -147,6 +147,7 @@ class DocCommandsTest(absltest.TestCase):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
         import presets  # noqa: PLC0415
         import scaling  # noqa: PLC0415
+        import serving  # noqa: PLC0415
         import speed_vs_sb3  # noqa: PLC0415
         import time_breakdown  # noqa: PLC0415
         import vector_modes  # noqa: PLC0415
@@ -165,8 +166,9 @@ class DocCommandsTest(absltest.TestCase):
             elif argv[0] == "benchmarks/time_breakdown.py":  # Run for real in test_benchmarks.py.
                 args = time_breakdown.build_parser().parse_args(argv[1:])
                 texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
-            elif argv[0] in ("benchmarks/scaling.py", "benchmarks/vector_modes.py"):
-                module = scaling if argv[0].endswith("scaling.py") else vector_modes
+            elif argv[0] in ("benchmarks/scaling.py", "benchmarks/vector_modes.py", "benchmarks/serving.py"):
+                module = {"scaling.py": scaling, "vector_modes.py": vector_modes, "serving.py": serving}
+                module = module[os.path.basename(argv[0])]
                 module.build_parser().parse_args(argv[1:])
                 texts = []
             else:

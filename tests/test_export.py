@@ -1,5 +1,7 @@
 """SavedModel export: loads with TensorFlow alone and acts exactly like the live policy."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -173,6 +175,100 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(json.loads(model.metadata()["json"].numpy())["env"], "Test-v0")
         self.assertEqual(export_lib.load_metadata(path)["env"], "Test-v0")
 
+    @parameterized.named_parameters(("discrete_masked", MASKED), ("hybrid", HYBRID), ("box", BOX))
+    def test_session_style_loader_acts_like_tf_saved_model_load(self, spec):
+        # TF Serving's C++ loader reads the graph and variables the TF1 way: every signature must run.
+        path, *_ = self.export(spec)
+        inputs = inputs_for(spec, np.random.default_rng(2))
+        model = tf.saved_model.load(path)
+        expected = {key: value.numpy() for key, value in model.action(**inputs).items()}
+        self.assertIn("serving_default", model.signatures)
+        with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+            graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+            for name in ("serving_default", "action", "value"):
+                signature = graph.signature_def[name]
+                feeds = {signature.inputs[key].name: inputs[key] for key in signature.inputs}
+                out = session.run({key: value.name for key, value in signature.outputs.items()}, feeds)
+                if name != "value":
+                    self.assertCountEqual(out, expected)
+                    for key, value in expected.items():
+                        self.assertAllEqual(out[key], value)
+            self.assertEqual(graph.signature_def["serving_default"].inputs.keys(), inputs.keys())
+
+    def test_tf_serving_requests_match_the_serving_default_signature(self):
+        # What a TF Serving client sends: a gRPC PredictRequest and the REST body of docs/serving.md,
+        # fed to serving_default as the server would (the server itself does not install here).
+        from tensorflow_serving.apis import predict_pb2
+
+        path, *_ = self.export(MASKED)
+        inputs = inputs_for(MASKED, np.random.default_rng(4))
+        model = tf.saved_model.load(path)  # Referenced while called.
+        expected = model.action(**inputs)["action"].numpy()
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "policy", "serving_default"
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        rows = [{key: value[i].tolist() for key, value in inputs.items()} for i in range(len(expected))]
+        body = json.loads(json.dumps({"signature_name": "serving_default", "instances": rows}))
+        with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+            graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+            signature = graph.signature_def[request.model_spec.signature_name]
+            self.assertEqual(set(request.inputs), set(signature.inputs))
+            for key, tensor in request.inputs.items():
+                self.assertEqual(tensor.dtype, signature.inputs[key].dtype)
+            output = signature.outputs["action"].name
+            fed = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            self.assertAllEqual(session.run(output, fed), expected)
+            rest = {
+                signature.inputs[k].name: np.array([row[k] for row in body["instances"]]).astype(
+                    inputs[k].dtype
+                )
+                for k in signature.inputs
+            }
+            self.assertAllEqual(session.run(output, rest), expected)
+
+    @parameterized.named_parameters(("discrete", MASKED), ("multi_discrete", MULTI))
+    def test_non_finite_observations_never_give_a_masked_action(self, spec):
+        path, *_ = self.export(spec)
+        model = tf.saved_model.load(path)
+        observation = np.array([[np.nan] * 4, [np.inf, -np.inf, 0, 1], [np.nan, np.inf, 0, 0]], np.float32)
+        mask = np.zeros((3, spec.action.mask_width), bool)
+        if spec.action.kind == "discrete":
+            allowed, expected = [3], np.full(3, 3)  # Only action 3 is valid.
+        else:  # nvec (3, 5, 2): one valid choice per dimension, side by side in the mask.
+            allowed, expected = [2, 3 + 3, 3 + 5 + 1], np.tile([2, 3, 1], (3, 1))
+        mask[:, allowed] = True
+        self.assertAllEqual(model.action(observation, mask)["action"], expected)
+        for seed in range(5):
+            sampled = model.sample(observation, mask, tf.constant(seed, tf.int64))["action"]
+            self.assertAllEqual(sampled, expected)
+
+    def test_non_finite_observation_gives_nan_box_action_and_valid_hybrid_type(self):
+        box_path, *_ = self.export(BOX)
+        hybrid_path, *_ = self.export(HYBRID)
+        box, hybrid = tf.saved_model.load(box_path), tf.saved_model.load(hybrid_path)
+        self.assertTrue(np.all(np.isnan(box.action(np.full((2, 3), np.nan, np.float32))["action"])))
+        out = hybrid.action(np.full((2, 5), np.nan, np.float32))
+        self.assertAllEqual(out["action_type"], [0, 0])
+        sampled = hybrid.sample(np.full((2, 5), np.nan, np.float32), tf.constant(1, tf.int64))
+        self.assertTrue(np.all((sampled["action_type"].numpy() >= 0) & (sampled["action_type"].numpy() < 3)))
+
+    def test_mask_and_observation_batches_must_agree(self):
+        path, *_ = self.export(MASKED)
+        model = tf.saved_model.load(path)
+        inputs = inputs_for(MASKED, np.random.default_rng(3))
+        seed = tf.constant(1, tf.int64)
+        calls = {
+            "action": lambda o, m: model.action(o, m),
+            "sample": lambda o, m: model.sample(o, m, seed),
+            "distribution": lambda o, m: model.distribution(o, m),
+        }
+        for name, call in calls.items():
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "batch sizes differ", msg=name):
+                call(inputs["observation"][:1], inputs["mask"][:2])
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "batch sizes differ", msg=name):
+                call(inputs["observation"][:2], inputs["mask"][:1])
+
     def test_export_never_overwrites(self):
         path, actor, critic, _ = self.export(BOX)
         with self.assertRaises(FileExistsError):
@@ -181,6 +277,14 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def export_cli(*args: str) -> tuple[int, str]:
+    """`python -m tfppo.export ARGS` in this process: (exit code, stderr)."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = export_lib.main(["tfppo.export", *args])
+    return code, stderr.getvalue()
 
 
 class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
@@ -233,8 +337,89 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         again = run_module("tfppo.export", f"--logdir={logdir}", f"--out={out}")
         self.assertEqual(again.returncode, 2)
         self.assertIn("already holds files", again.stderr)
+        if env_id == "CartPole-v1":
+            self.check_every_format_plays_the_same_returns(logdir, summary)
+            self.check_export_errors(logdir)
+
+    def check_every_format_plays_the_same_returns(self, logdir, summary):
+        directory = make_tempdir(self)
+        models = [os.path.join(directory, "serving")]
+        self.assertEqual(
+            export_cli(f"--logdir={logdir}", "--format=tf_serving", f"--out={models[0]}"), (0, "")
+        )
+        self.assertTrue(os.path.isfile(os.path.join(models[0], "1", "saved_model.pb")))
+        for fmt in ("tflite", "onnx"):
+            models.append(os.path.join(directory, f"policy.{fmt}"))
+            self.assertEqual(
+                export_cli(
+                    f"--saved_model={summary['saved_model']}", f"--format={fmt}", f"--out={models[-1]}"
+                ),
+                (0, ""),
+            )
+        for model in models:
+            evaluate = run_module("tfppo.evaluate", f"--model={model}", "--episodes=2")
+            self.assertEqual(evaluate.returncode, 0, evaluate.stderr[-2000:])
+            printed = float(evaluate.stdout.split("return ")[1].split()[0])
+            self.assertAlmostEqual(printed, summary["eval_return_mean"], places=2)
+
+    def check_export_errors(self, logdir):
+        out = os.path.join(make_tempdir(self), "new")
+        bad = {
+            "--format=pb": "--format='pb'; expected one of saved_model, tf_serving, tflite, onnx",
+            "--quantize=float16": "--quantize='float16'; expected none, or float16 / dynamic_range with --format=tflite",
+            "--checkpoint=nope/ckpt-7": "no such checkpoint",
+        }
+        for flag, message in bad.items():
+            code, stderr = export_cli(f"--logdir={logdir}", flag, f"--out={out}")
+            self.assertEqual(code, 2, flag)
+            self.assertEqual(len(stderr.splitlines()), 1, stderr)
+            self.assertIn(message, stderr)
+        code, stderr = export_cli(f"--out={out}")
+        self.assertEqual(
+            (code, stderr.strip()),
+            (2, "error: pass either --logdir (a run to export) or --saved_model (a SavedModel to convert)"),
+        )
+        broken = os.path.join(make_tempdir(self), "run")
+        shutil.copytree(logdir, broken)
+        checkpoints = os.path.join(broken, "checkpoints")
+        for name in os.listdir(checkpoints):  # Every checkpoint truncated: none restores.
+            if ".data-" in name:
+                with open(os.path.join(checkpoints, name), "r+b") as f:
+                    f.truncate(10)
+        code, stderr = export_cli(f"--logdir={broken}", f"--out={out}")
+        self.assertEqual((code, len(stderr.splitlines())), (2, 1), stderr)
+        self.assertIn("cannot be restored", stderr)
+        shutil.rmtree(checkpoints)
+        code, stderr = export_cli(f"--logdir={broken}", f"--out={out}")
+        self.assertEqual((code, len(stderr.splitlines())), (2, 1), stderr)
+        self.assertIn("checkpoint", stderr)
+        self.assertFalse(os.path.exists(out))
+
+    def test_evaluate_refuses_a_corrupt_model_and_an_env_with_other_spaces(self):
+        # A Discrete(3) policy on 3-dim observations, played in Pendulum-v1 (3-dim, Box actions).
+        spec = EnvSpec((3,), ActionSpec("discrete", num_actions=3), False)
+        config, actor, critic, _ = build(spec)
+        config = Config(env="Pendulum-v1", hidden_sizes=(16,))
+        meta = export_lib.metadata(
+            config, spec, {"source": {"id": "Pendulum-v1"}, "action_space": "Discrete(3)"}, {}
+        )
+        path = export_lib.export(actor, critic, spec, meta, os.path.join(make_tempdir(self), "model"))
+        result = run_module("tfppo.evaluate", f"--model={path}", "--episodes=1")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr.strip().splitlines(),
+            ["error: --env=Pendulum-v1 takes box(1) actions; the model was trained on discrete(3) actions"],
+        )
+        with open(os.path.join(path, "saved_model.pb"), "r+b") as f:
+            f.truncate(100)
+        result = run_module("tfppo.evaluate", f"--saved_model={path}", "--episodes=1")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertIn("is not a loadable tfppo SavedModel", result.stderr)
 
     def test_bad_saved_model_path(self):
         result = run_module("tfppo.evaluate", "--saved_model=/nonexistent/model", "--episodes=1")
         self.assertEqual(result.returncode, 2)
-        self.assertIn("is not a SavedModel directory", result.stderr.strip().splitlines()[-1])
+        self.assertEqual(
+            result.stderr.strip().splitlines(), ["error: --model='/nonexistent/model' does not exist"]
+        )

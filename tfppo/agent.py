@@ -124,8 +124,9 @@ def saved_builder(record: dict, key: str, given):
 def from_run(logdir: str, checkpoint: str = "", torso=None, critic_torso=None):
     """(Agent restored from a checkpoint of the run in `logdir`, its env.json record or None).
 
-    checkpoint: a checkpoint prefix; default the latest. No env is made, except for a run
-    written before env.json existed (its spec is then read from one env, by id).
+    checkpoint: a checkpoint prefix; default the newest that restores (older ones are fallen
+    back to, as --resume does). No env is made, except for a run written before env.json
+    existed (its spec is then read from one env, by id).
     """
     if not rundir.is_run(logdir):
         raise ConfigError(f"--logdir={logdir!r} has no {rundir.FLAGS_FILE}; expected a tfppo run directory")

@@ -1,22 +1,25 @@
-"""Run an exported policy: `python -m tfppo.evaluate --saved_model=DIR [--env=ID] --episodes=N`.
+"""Run an exported policy: `python -m tfppo.evaluate --model=PATH [--env=ID] --episodes=N`.
 
-Loads the SavedModel with TensorFlow alone (the policy needs neither tfppo's networks nor tfp),
-plays deterministic episodes (the `action` signature) and prints the mean and std of the
-undiscounted return. By default the env id comes from the model's metadata and episode i is
+PATH is a SavedModel directory (or TF Serving's OUT/VERSION/ layout), a .tflite or a .onnx file
+(tfppo.runtimes; `--saved_model=DIR` is the same flag's older name). The SavedModel runs with
+TensorFlow alone (the policy needs neither tfppo's networks nor tfp), TFLite in ai-edge-litert,
+ONNX in onnxruntime. It plays deterministic episodes (the `action` signature) and prints the
+mean and std of the undiscounted return. By default the env id comes from the model's metadata and episode i is
 seeded with the training seed + 10000 + i, the seeds of the training run's final evaluation,
 so the printed mean reproduces `eval_return_mean` of its summary.json.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_string("saved_model", None, "Directory of a tfppo SavedModel (LOGDIR/saved_model).")
+flags.DEFINE_string("model", None, "An exported policy: a SavedModel directory, a .tflite or a .onnx file.")
+flags.DEFINE_string(
+    "saved_model", None, "A tfppo SavedModel directory (LOGDIR/saved_model); same as --model."
+)
 flags.DEFINE_string("env", "", "Gymnasium env id; default: the one the model was trained on.")
 flags.DEFINE_integer("episodes", 10, "Episodes to play.")
 flags.DEFINE_integer(
@@ -38,14 +41,38 @@ def parse_flags(argv):
         fail(f"{error}; see --helpfull")
 
 
-def load(path: str):
-    """(loaded SavedModel, metadata dict); TensorFlow only."""
-    import tensorflow as tf
+def check_spaces(spec, meta: dict, env_id: str) -> None:
+    """Raises ConfigError when the env's spaces are not the ones the model was trained on."""
+    from tfppo import envs as envs_lib
+    from tfppo.config import ConfigError
 
-    if not path or not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        fail(f"--saved_model={path!r} is not a SavedModel directory (no saved_model.pb)")
-    model = tf.saved_model.load(path)
-    return model, json.loads(model.metadata()["json"].numpy().decode())
+    if spec.observation_shape != tuple(meta["observation_shape"]):
+        raise ConfigError(
+            f"--env={env_id} observations have shape {spec.observation_shape}; the model expects "
+            f"{tuple(meta['observation_shape'])}"
+        )
+    if "spec" not in meta:
+        return
+    trained = envs_lib.spec_from_dict(meta["spec"]).action
+    mine = (describe(spec.action), spec.has_mask)
+    theirs = (describe(trained), bool(meta["has_mask"]))
+    if mine != theirs:
+        masks = {True: " with action masks", False: ""}
+        raise ConfigError(
+            f"--env={env_id} takes {mine[0]} actions{masks[mine[1]]}; the model was trained on "
+            f"{theirs[0]} actions{masks[theirs[1]]}"
+        )
+
+
+def describe(action) -> str:
+    """An ActionSpec in a few words: discrete(3), box(2), multi_discrete(3, 5, 2), hybrid(3 x 2)."""
+    sizes = {
+        "discrete": [action.num_actions],
+        "box": list(action.shape),
+        "multi_discrete": list(action.nvec),
+        "hybrid": [f"{action.num_actions} x {action.dim}"],
+    }[action.kind]
+    return f"{action.kind}({', '.join(map(str, sizes))})"
 
 
 def main(argv) -> None:
@@ -53,13 +80,16 @@ def main(argv) -> None:
         fail(f"unexpected argument {argv[1]!r}; flags look like --name=value")
     if FLAGS.episodes < 1:
         fail(f"--episodes={FLAGS.episodes} must be >= 1")
+    if FLAGS.model and FLAGS.saved_model:
+        fail("pass --model or --saved_model (the same flag), not both")
     from tfppo import envs as envs_lib
-    from tfppo import evaluation
+    from tfppo import evaluation, runtimes
     from tfppo.config import ConfigError
 
-    model, meta = load(FLAGS.saved_model)
-    seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
     try:
+        model = runtimes.open_model(FLAGS.model or FLAGS.saved_model or "")
+        meta = model.metadata
+        seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
         if FLAGS.env:
             source = envs_lib.source_from_id(FLAGS.env)
         else:
@@ -67,26 +97,18 @@ def main(argv) -> None:
             source = envs_lib.source_from_record({"source": saved})
         env_id = source.name
         spec = envs_lib.probe(source).spec
-        if spec.observation_shape != tuple(meta["observation_shape"]):
-            raise ConfigError(
-                f"--env={env_id} observations have shape {spec.observation_shape}; the model expects "
-                f"{tuple(meta['observation_shape'])}"
-            )
-
-        def act(observation, mask):
-            args = (observation, mask) if meta["has_mask"] else (observation,)
-            return model.action(*args)["action"].numpy()
+        check_spaces(spec, meta, env_id)
 
         env = evaluation.make_env(source, FLAGS.video_dir)
         try:
-            returns = evaluation.run_episodes(env, act, FLAGS.episodes, seed, spec)
+            returns = evaluation.run_episodes(env, model.act, FLAGS.episodes, seed, spec)
         finally:
             env.close()
     except ConfigError as error:
         fail(str(error))
     print(
         f"{env_id}: return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes "
-        f"(seeds {seed}..{seed + len(returns) - 1})"
+        f"(seeds {seed}..{seed + len(returns) - 1}, {model.format})"
     )
     if FLAGS.video_dir:
         print(f"videos in {FLAGS.video_dir}")

@@ -16,8 +16,15 @@ normalisation statistics are inside. A model trained with action masks requires 
 ([B, W] bool; MultiDiscrete: the per-dimension masks side by side). Load and call it with
 `tf.saved_model.load(path).action(observation)`; see the README.
 
-Command line: `python -m tfppo.export --logdir=RUN [--out=DIR]` exports a run's latest
-checkpoint (default out: RUN/saved_model_from_checkpoint).
+`serving_default` is `action` (TF Serving and `saved_model_cli run` call it by default). The
+variables saved are the tf.Variables under the Keras ones, so the SavedModel also loads in the
+session-style (TF1 / C++) loader TF Serving uses. A non-finite observation never gives a masked
+or out-of-range discrete action (NaN logits rank below every valid one); a Box action computed
+from NaN is NaN.
+
+Command line: `python -m tfppo.export --logdir=RUN [--out=PATH] [--format=F]` exports a run's
+latest checkpoint as a SavedModel (default), TF Serving's OUT/1/ layout, TFLite or ONNX
+(tfppo.convert); `--saved_model=DIR` converts an existing export instead.
 """
 
 from __future__ import annotations
@@ -67,19 +74,77 @@ def named_action(spec, action, clip: bool) -> dict[str, tf.Tensor]:
     if spec.kind == "hybrid":
         parameters = action[:, 1:]
         if clip:
-            parameters = tf.clip_by_value(parameters, spec.low, spec.high)
+            parameters = clip_keeping_nan(parameters, spec.low, spec.high)
         return {"action_type": tf.cast(action[:, 0], tf.int32), "parameters": parameters}
     if spec.kind == "box" and clip:
-        action = tf.clip_by_value(action, spec.low, spec.high)
+        action = clip_keeping_nan(action, spec.low, spec.high)
     return {"action": action}
+
+
+def clip_keeping_nan(values, low, high):
+    """Clipped to [low, high], NaN kept NaN in every runtime (TFLite's min/max would drop it)."""
+    return tf.where(tf.math.is_nan(values), values, tf.clip_by_value(values, low, high))
+
+
+# Logits are kept inside [-LOGIT_LIMIT, LOGIT_LIMIT] and NaN becomes -LOGIT_LIMIT, above the
+# masked logits' dtype.min: whatever the observation (NaN, inf), the mode and samples are valid.
+LOGIT_LIMIT = 3e38
+
+
+def finite_logits(logits: tf.Tensor) -> tf.Tensor:
+    """[B, W] logits with NaN and +-inf replaced by finite values a mask still overrides."""
+    limit = tf.constant(LOGIT_LIMIT, tf.float32)
+    return tf.where(tf.math.is_nan(logits), -limit, tf.clip_by_value(logits, -limit, limit))
+
+
+def deterministic_action(spec, params: dict, mask) -> tf.Tensor:
+    """The mode from the actor's parameters in plain TensorFlow ops (no tfp: the TFLite and ONNX
+    converters accept them). Same values as distributions.mode(spec, from_params(...)).
+
+    Returns [B] int32 (discrete), [B, A] (box), [B, len(nvec)] int32, or [B, 1 + P] (hybrid).
+    A mask row with no valid action fails the SavedModel's assertion; TFLite and ONNX drop
+    assertions, so such a row gives action -1 there (never a masked action).
+    """
+    if spec.kind == "box":
+        return params["loc"]
+    logits = distributions.masked_logits(params["logits"], mask)
+    # Slices, not tf.split: TFLite has no SplitV for bool masks.
+    sizes = spec.nvec if spec.kind == "multi_discrete" else (spec.mask_width,)
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    parts = [logits[:, start : start + size] for start, size in zip(starts, sizes, strict=True)]
+    masks = [
+        None if mask is None else mask[:, start : start + size]
+        for start, size in zip(starts, sizes, strict=True)
+    ]
+    choices = []
+    for part, part_mask in zip(parts, masks, strict=True):
+        choice = tf.argmax(part, axis=-1, output_type=tf.int32)
+        if part_mask is not None:
+            choice = tf.where(tf.reduce_any(part_mask, axis=-1), choice, -1)
+        choices.append(choice)
+    if spec.kind == "discrete":
+        return choices[0]
+    if spec.kind == "multi_discrete":
+        return tf.stack(choices, axis=-1)
+    return tf.concat([tf.cast(choices[0], tf.float32)[:, None], params["loc"]], axis=-1)
+
+
+def tf_variables(model) -> list[tf.Variable]:
+    """The tf.Variables under a Keras 3 model's variables.
+
+    Tracking the Keras wrappers saves each variable twice (the wrapper and its tf.Variable);
+    tf.saved_model.load copes, the session-style loader TF Serving uses fails with "Could not
+    find variable ...". The traced functions read the inner tf.Variables, so export those.
+    """
+    return [getattr(v, "_value", v) for v in model.variables]
 
 
 class ExportedPolicy(tf.Module):
     def __init__(self, actor, critic, spec: EnvSpec, meta: dict, asset_dir: str, normalization=None):
         super().__init__(name="tfppo_policy")
         # Track the variables only; the Keras models stay in the closures below.
-        self.actor_variables = list(actor.variables)
-        self.critic_variables = list(critic.variables)
+        self.actor_variables = tf_variables(actor)
+        self.critic_variables = tf_variables(critic)
         self.metadata_json = tf.Variable(json.dumps(meta, sort_keys=True), trainable=False, name="metadata")
         path = os.path.join(asset_dir, "metadata.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -97,23 +162,41 @@ class ExportedPolicy(tf.Module):
             mean, scale, clip = (tf.constant(x) for x in normalization)
             return tf.clip_by_value((observation - mean) * scale, -clip, clip)
 
-        def dist(observation, mask=None):
-            return distributions.from_params(action, actor.params(normalize(observation)), mask)
+        def checked(observation, mask):
+            """The mask [B, W] with its batch size checked: a [2, W] mask must not broadcast over
+            [1, D] observations. The assertion names the problem; the reshape fails the same call
+            in TFLite and ONNX, whose converters drop assertions."""
+            if mask is None:
+                return None
+            batch = tf.shape(observation)[0]
+            tf.debugging.assert_equal(
+                tf.shape(mask)[0], batch, message="mask and observation batch sizes differ"
+            )
+            return tf.reshape(mask, [batch, action.mask_width])
+
+        def params(observation):
+            params = dict(actor.params(normalize(observation)))
+            if "logits" in params:
+                params["logits"] = finite_logits(params["logits"])
+            return params
 
         def action_fn(observation, mask=None):
-            return named_action(action, distributions.mode(action, dist(observation, mask)), clip=True)
+            mask = checked(observation, mask)
+            return named_action(action, deterministic_action(action, params(observation), mask), clip=True)
 
         def sample_fn(observation, mask=None, seed=None):
-            distribution = dist(observation, mask)
+            mask = checked(observation, mask)
+            distribution = distributions.from_params(action, params(observation), mask)
             stateless_seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
             sampled = distribution.sample(seed=stateless_seed)
             return {**named_action(action, sampled, clip=False), "log_prob": distribution.log_prob(sampled)}
 
         def distribution_fn(observation, mask=None):
-            params = dict(actor.params(normalize(observation)))
-            if "logits" in params:
-                params["logits"] = distributions.masked_logits(params["logits"], mask)
-            return params
+            mask = checked(observation, mask)
+            values = params(observation)
+            if "logits" in values:
+                values["logits"] = distributions.masked_logits(values["logits"], mask)
+            return values
 
         seed_spec = tf.TensorSpec((), tf.int64, name="seed")
         if spec.has_mask:
@@ -127,6 +210,9 @@ class ExportedPolicy(tf.Module):
             lambda observation: {"value": critic(normalize(observation))}, input_signature=[observation]
         )
         self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
+
+
+SIGNATURES = ("action", "sample", "distribution", "value", "metadata")
 
 
 def export_agent(agent, path: str, meta: dict) -> str:
@@ -144,10 +230,9 @@ def export(actor, critic, spec: EnvSpec, meta: dict, path: str, normalization=No
         raise FileExistsError(f"{path} already exists; export writes only to a new directory")
     with tempfile.TemporaryDirectory() as asset_dir:
         module = ExportedPolicy(actor, critic, spec, meta, asset_dir, normalization)
-        signatures = {
-            name: getattr(module, name).get_concrete_function()
-            for name in ("action", "sample", "distribution", "value", "metadata")
-        }
+        signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+        # TF Serving and `saved_model_cli run` without a signature name call serving_default.
+        signatures["serving_default"] = signatures["action"]
         tf.saved_model.save(module, path, signatures=signatures)
     return path
 
@@ -164,7 +249,15 @@ def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, c
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ConfigError(f"--out={out!r} already holds files; choose a new directory")
-    agent, record = agent_lib.from_run(logdir, checkpoint, torso, critic_torso)
+    try:
+        agent, record = agent_lib.from_run(logdir, checkpoint, torso, critic_torso)
+    except ConfigError:
+        raise
+    except (tf.errors.OpError, ValueError, AssertionError) as error:  # A truncated or foreign checkpoint.
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ConfigError(
+            f"checkpoint {checkpoint or 'latest in ' + logdir!r} cannot be restored: {first.strip()}"
+        ) from None
     state = agent.state
     figures = {
         "global_step": int(state.global_step.numpy()),
@@ -177,24 +270,17 @@ def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, c
 def main(argv) -> int:
     from absl import flags
 
+    from tfppo import convert
     from tfppo.config import ConfigError
 
     flag_values = flags.FlagValues()
-    flags.DEFINE_string(
-        "logdir", None, "A tfppo run directory (with flags.json and checkpoints/).", flag_values=flag_values
-    )
-    flags.DEFINE_string(
-        "checkpoint", "", "A checkpoint prefix; default the latest in LOGDIR.", flag_values=flag_values
-    )
-    flags.DEFINE_string(
-        "out", "", "Where to write; default LOGDIR/saved_model_from_checkpoint.", flag_values=flag_values
-    )
+    convert.define_flags(flag_values)
+    if any(arg in ("--help", "--helpfull", "-h") for arg in argv[1:]):
+        print(f"usage: python -m tfppo.export --logdir=RUN | --saved_model=DIR [flags]\n{flag_values}")
+        return 0
     try:
         flag_values(argv)
-        if not flag_values.logdir:
-            raise ConfigError("--logdir is required: the run to export")
-        out = flag_values.out or os.path.join(flag_values.logdir, "saved_model_from_checkpoint")
-        print(export_checkpoint(flag_values.logdir, out, flag_values.checkpoint))
+        print(convert.export_from_flags(flag_values))
     except (flags.Error, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -344,24 +344,43 @@ class Trainer:
             f"worker; checkpoint {path or 'saved by the chief'}; continue with --resume"
         )
 
-    def train(self) -> dict[str, float]:
+    def _open_logger(self):
+        """The chief's MetricsLogger (after dropping what a killed run logged past its
+        checkpoint); nothing for the other workers."""
+        if not self.is_chief:
+            return _NoLogger()
+        if self.config.resume:
+            rundir.truncate_logs(self.logdir, self.updates, self.stats.env_steps)
         config = self.config
+        return MetricsLogger(
+            self.logdir,
+            config.total_timesteps,
+            config.max_episodes,
+            self.stats.env_steps,
+            self.stats.episodes,
+        )
+
+    def _interrupted(self, interrupt: KeyboardInterrupt, completed: tuple) -> TrainingError:
+        """A stop signal in one process: the rollout cut short is discarded with its steps and
+        episodes (the checkpoint and the logs agree on the last completed update), then a checkpoint."""
+        name = getattr(interrupt, "signal_name", "SIGINT")
+        if self.strategy is not None:  # A checkpoint would need the other workers.
+            return TrainingError(
+                f"interrupted ({name}) at env step {self.stats.env_steps}; last checkpoint "
+                f"{self._last_good()}; continue with --resume"
+            )
+        self.collector.restore_counters(completed)
+        path = self.save()
+        return TrainingError(
+            f"interrupted ({name}) at env step {self.stats.env_steps}; checkpoint saved to {path}; "
+            "continue with --resume"
+        )
+
+    def train(self) -> dict[str, float]:
         start_steps, wall_before = self.stats.env_steps, self.wall_s
         started = time.time()
         self.collect_s = self.update_s = 0.0
-        if config.resume and self.is_chief:  # What a killed run logged after its checkpoint.
-            rundir.truncate_logs(self.logdir, self.updates, self.stats.env_steps)
-        logger = (
-            MetricsLogger(
-                self.logdir,
-                config.total_timesteps,
-                config.max_episodes,
-                self.stats.env_steps,
-                self.stats.episodes,
-            )
-            if self.is_chief
-            else _NoLogger()
-        )
+        logger = self._open_logger()
         record, self.stopped_by = None, None
         polling = signals.polled() if self.strategy is not None else contextlib.nullcontext()
         completed = self.collector.counters()
@@ -376,23 +395,10 @@ class Trainer:
                     completed = self.collector.counters()
                     self._stop_if_signalled()
                     self.stopped_by = self._run_callbacks(record)
-                    if record["update"] % config.checkpoint_every == 0:
+                    if record["update"] % self.config.checkpoint_every == 0:
                         self.save()
         except KeyboardInterrupt as interrupt:
-            name = getattr(interrupt, "signal_name", "SIGINT")
-            if self.strategy is not None:  # A checkpoint would need the other workers.
-                raise TrainingError(
-                    f"interrupted ({name}) at env step {self.stats.env_steps}; last checkpoint "
-                    f"{self._last_good()}; continue with --resume"
-                ) from None
-            # The rollout cut short is discarded with its steps and episodes: the checkpoint and
-            # the logs agree on the last completed update.
-            self.collector.restore_counters(completed)
-            path = self.save()
-            raise TrainingError(
-                f"interrupted ({name}) at env step {self.stats.env_steps}; checkpoint saved to {path}; "
-                "continue with --resume"
-            ) from None
+            raise self._interrupted(interrupt, completed) from None
         except tf.errors.OpError as error:
             if self.strategy is None:
                 raise
