@@ -73,7 +73,7 @@ class PresetsInterruptTest(absltest.TestCase):
         self.assertEqual(first.returncode, 2, stderr)
         self.assertIn("run the same command again to resume", stderr)
         with open(logdir + ".log") as f:
-            self.assertIn("interrupted at env step", f.read())  # tfppo saved on its SIGINT
+            self.assertIn("interrupted (SIGINT) at env step", f.read())  # tfppo saved on its SIGINT
         still_running = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
