@@ -66,6 +66,13 @@ class Training:
         return self.process.returncode, out, err
 
 
+def train_ok(test, *args: str):
+    """`python -m tfppo.train ARGS`, which must succeed."""
+    result = run_module("tfppo.train", *args)
+    test.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    return result
+
+
 def assert_one_line(test, result_code: int, stderr: str, expected: str) -> None:
     """Exit code 2 and one line (besides the progress lines a run prints), no traceback."""
     test.assertEqual(result_code, 2, stderr)
@@ -90,23 +97,17 @@ def assert_exact_logs(test, logdir: str) -> None:
 class ResumeTest(tf.test.TestCase):
     def test_resume_keeps_the_settings_not_given(self):
         logdir = os.path.join(make_tempdir(self), "run")
-        first = run_module(
-            "tfppo.train", f"--logdir={logdir}", "--total_timesteps=512", "--checkpoint_every=3"
-        )
-        self.assertEqual(first.returncode, 0, first.stderr[-2000:])
-        resumed = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=1024")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        train_ok(self, f"--logdir={logdir}", "--total_timesteps=512", "--checkpoint_every=3")
+        train_ok(self, f"--logdir={logdir}", "--resume", "--total_timesteps=1024")
         saved = rundir.read_config(logdir)
         self.assertEqual((saved.total_timesteps, saved.checkpoint_every), (1024, 3))
         self.assertEqual(metrics(logdir)[-1]["global_step"], 1024)
 
         episodes = os.path.join(make_tempdir(self), "episodes")
         budget = ["--total_timesteps=0", "--eval_episodes=0"]
-        first = run_module("tfppo.train", f"--logdir={episodes}", "--max_episodes=20", *budget)
-        self.assertEqual(first.returncode, 0, first.stderr[-2000:])
+        train_ok(self, f"--logdir={episodes}", "--max_episodes=20", *budget)
         before = metrics(episodes)[-1]
-        resumed = run_module("tfppo.train", f"--logdir={episodes}", "--resume", "--max_episodes=40")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        train_ok(self, f"--logdir={episodes}", "--resume", "--max_episodes=40")
         after = metrics(episodes)[-1]
         self.assertGreaterEqual(after["episodes"], 40)
         self.assertGreater(after["global_step"], before["global_step"])
@@ -133,10 +134,7 @@ class SignalTest(tf.test.TestCase):
         self.assertIn("checkpoint saved to", err)
         self.assertTrue(rundir.has_checkpoint(logdir))
         steps = metrics(logdir)[-1]["global_step"]
-        resumed = run_module(
-            "tfppo.train", f"--logdir={logdir}", "--resume", f"--total_timesteps={steps + 256}"
-        )
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        train_ok(self, f"--logdir={logdir}", "--resume", f"--total_timesteps={steps + 256}")
         assert_exact_logs(self, logdir)
 
     def test_interrupts_outside_the_loop_are_one_line(self):
@@ -197,8 +195,7 @@ class KillTest(tf.test.TestCase):
         run.process.kill()
         run.finish()
         self.assertGreaterEqual(len(rows(logdir)), kill_after_rows)
-        resumed = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=5120")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        train_ok(self, f"--logdir={logdir}", "--resume", "--total_timesteps=5120")
         assert_exact_logs(self, logdir)
         self.assertEqual(metrics(logdir)[-1]["global_step"], 5120)
 
@@ -213,8 +210,7 @@ class KillTest(tf.test.TestCase):
         assert_one_line(
             self, again.returncode, again.stderr, "stopped before its first checkpoint; pass --resume"
         )
-        resumed = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=512")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        resumed = train_ok(self, f"--logdir={logdir}", "--resume", "--total_timesteps=512")
         self.assertIn("no checkpoint yet: the run starts from the beginning", resumed.stdout)
         self.assertEqual([r["update"] for r in metrics(logdir)], [1, 2])
         assert_exact_logs(self, logdir)
@@ -223,15 +219,11 @@ class KillTest(tf.test.TestCase):
 class CorruptCheckpointTest(tf.test.TestCase):
     def test_resume_falls_back_to_the_newest_checkpoint_that_restores(self):
         logdir = os.path.join(make_tempdir(self), "run")
-        first = run_module(
-            "tfppo.train", f"--logdir={logdir}", "--total_timesteps=1024", "--checkpoint_every=1"
-        )
-        self.assertEqual(first.returncode, 0, first.stderr[-2000:])
+        train_ok(self, f"--logdir={logdir}", "--total_timesteps=1024", "--checkpoint_every=1")
         newest, older = rundir.checkpoints(logdir)[:2]
         with open(newest + ".data-00000-of-00001", "r+b") as f:
             f.truncate(10)
-        resumed = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=1280")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        resumed = train_ok(self, f"--logdir={logdir}", "--resume", "--total_timesteps=1280")
         self.assertIn(
             f"resuming from {older}; skipped checkpoint {newest} cannot be restored", resumed.stdout
         )
@@ -240,8 +232,7 @@ class CorruptCheckpointTest(tf.test.TestCase):
 
         with open(os.path.join(logdir, "checkpoints", "checkpoint"), "w") as f:
             f.write("garbage {{{")
-        resumed = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=1536")
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+        resumed = train_ok(self, f"--logdir={logdir}", "--resume", "--total_timesteps=1536")
         assert_exact_logs(self, logdir)
 
         with open(os.path.join(logdir, "flags.json"), "rb") as f:

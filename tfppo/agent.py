@@ -59,6 +59,7 @@ class Agent:
         self.learner = learner_lib.Learner(self.actor, self.critic, spec, config, replicas)
         self.state = TrainState()
         self.normalizers = Normalizers(spec.observation_shape, config.num_envs, config, replicas)
+        self.restored = None  # the checkpoint restore() read, if any
         # The object names are the checkpoint's format: keep them.
         self.checkpoint = tf.train.Checkpoint(
             normalizers=self.normalizers,
@@ -82,6 +83,7 @@ class Agent:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError(f"checkpoint {path} cannot be restored: {reason[:200]}") from None
         self.normalizers.pull()
+        self.restored = path
 
     def restore_newest(self, logdir: str) -> tuple[str, list[str]]:
         """Restores the newest checkpoint of a run that restores, falling back to older ones.

@@ -29,6 +29,17 @@ class ConfigError(ValueError):
     """A setting a user chose is invalid. The message names the value and what was expected."""
 
 
+def call_user(what: str, function, *args, **kwargs):
+    """Calls the user's code (an env factory, a torso builder); whatever it raises becomes a
+    ConfigError naming `what` and the error (the original stays its __cause__)."""
+    try:
+        return function(*args, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(f"{what} raised {type(error).__name__}: {error}") from error
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One training run. The defaults are the default experiment: CartPole-v1 with the

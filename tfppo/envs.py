@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from tfppo import example_envs  # noqa: F401  (registers the tfppo/... example envs)
-from tfppo.config import Config, ConfigError
+from tfppo.config import Config, ConfigError, call_user
 
 MASK_KEY = "action_mask"
 PARAMETER_MASK_KEY = "parameter_mask"
@@ -212,14 +212,7 @@ class EnvSource:
         """One env; a factory that raises or returns something else is a ConfigError."""
         if not self.is_python_factory:
             return self.factory(**kwargs)
-        try:
-            env = self.factory(**kwargs)
-        except ConfigError:
-            raise
-        except Exception as error:  # The user's code: name it and what it raised.
-            raise ConfigError(
-                f"the env factory {self.record['factory']} raised {type(error).__name__}: {error}"
-            ) from error
+        env = call_user(f"the env factory {self.record['factory']}", self.factory, **kwargs)
         if not isinstance(env, gym.Env):
             raise ConfigError(
                 f"the env factory {self.record['factory']} returned {type(env).__name__}; "

@@ -36,7 +36,7 @@ import tempfile
 
 import tensorflow as tf
 
-from tfppo import distributions, rundir
+from tfppo import distributions
 from tfppo.envs import EnvSpec
 
 
@@ -262,7 +262,7 @@ def export_checkpoint(logdir: str, out: str, checkpoint: str = "", torso=None, c
     figures = {
         "global_step": int(state.global_step.numpy()),
         "episodes": int(state.episodes.numpy()),
-        "checkpoint": checkpoint or tf.train.latest_checkpoint(rundir.path(logdir, rundir.CHECKPOINT_DIR)),
+        "checkpoint": agent.restored,
     }
     return export_agent(agent, out, metadata(agent.config, agent.spec, record, figures))
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfppo import distributions
-from tfppo.config import Config, ConfigError
+from tfppo.config import Config, ConfigError, call_user
 from tfppo.envs import ActionSpec, EnvSpec
 
 
@@ -169,24 +169,15 @@ TorsoBuilder = Callable[[tuple[int, ...]], keras.Layer]
 def check_torso(builder: TorsoBuilder, observation_shape: tuple[int, ...], role: str) -> keras.Layer:
     """A user's torso, checked: a Keras layer or model mapping [B, *observation_shape] to [B, F]."""
     name = getattr(builder, "__qualname__", type(builder).__qualname__)
-    try:
-        torso = builder(tuple(observation_shape))
-    except Exception as error:  # The user's code: name it and what it raised.
-        raise ConfigError(
-            f"the {role} torso builder {name} raised {type(error).__name__}: {error}"
-        ) from error
+    torso = call_user(f"the {role} torso builder {name}", builder, tuple(observation_shape))
     if not isinstance(torso, keras.Layer):
         raise ConfigError(
             f"the {role} torso builder {name} returned {type(torso).__name__}; expected a keras.Model or layer"
         )
     dummy = tf.zeros((2,) + tuple(observation_shape), tf.float32)
-    try:
-        features = torso(dummy)
-    except Exception as error:
-        raise ConfigError(
-            f"the {role} torso from {name} fails on observations of shape {dummy.shape}: "
-            f"{type(error).__name__}: {error}"
-        ) from error
+    features = call_user(
+        f"the {role} torso from {name}, on observations of shape {dummy.shape},", torso, dummy
+    )
     if not isinstance(features, tf.Tensor) or features.shape.rank != 2 or features.shape[0] != 2:
         shape = getattr(features, "shape", type(features).__name__)
         raise ConfigError(

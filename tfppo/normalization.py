@@ -165,14 +165,14 @@ class Normalizers(tf.Module):
         collective op for both normalisers) and merged; a no-op in one process."""
         if self.replicas is None or not (self.norm_obs or self.norm_reward):
             return
-        local = np.concatenate([self.obs_stats.packed(), self.return_stats.packed()])
+        observation = self.obs_stats.packed()
+        local = np.concatenate([observation, self.return_stats.packed()])
         if not hasattr(self, "_sum"):
             spec = tf.TensorSpec(local.shape, tf.float64)
             self._sum = tf.function(self.replicas.sum, input_signature=[spec])
         summed = self._sum(tf.constant(local)).numpy()
-        split = self.obs_stats.packed().size
-        self.obs_stats.unpack_sync(summed[:split])
-        self.return_stats.unpack_sync(summed[split:])
+        self.obs_stats.unpack_sync(summed[: observation.size])
+        self.return_stats.unpack_sync(summed[observation.size :])
 
     def observation_constants(self):
         """(mean, 1 / std, clip) as float32 for a graph; None when observations are not normalised."""

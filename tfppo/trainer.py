@@ -22,7 +22,7 @@ from tfppo import distributed, evaluation, plot, rundir, signals
 from tfppo import envs as envs_lib
 from tfppo import export as export_lib
 from tfppo import rollout as rollout_lib
-from tfppo.agent import RETURN_WINDOW, TrainState  # noqa: F401  (TrainState: the checkpoint's counters)
+from tfppo.agent import RETURN_WINDOW
 from tfppo.config import Config
 from tfppo.metrics import MetricsLogger
 from tfppo.numpy_policy import NumpyPolicy, unsupported_layers
@@ -34,10 +34,6 @@ class TrainingError(RuntimeError):
 
 class CallbackError(TrainingError):
     """A callback raised; training stopped with a checkpoint. __cause__ is the callback's error."""
-
-
-def has_checkpoint(logdir: str) -> bool:
-    return rundir.has_checkpoint(logdir)
 
 
 def configure_threads(config: Config) -> None:
