@@ -51,7 +51,7 @@ class SpecTest(tf.test.TestCase):
         per_dimension = np.empty(1, dtype=object)
         per_dimension[0] = (np.array([1, 0, 1], bool), np.ones(5, bool), np.array([0, 1], bool))
         self.assertEqual(
-            envs.split_observation(np.zeros((1, 4)), {"action_mask": per_dimension}, True)[1].shape, (1, 10)
+            envs.split_observation(np.zeros((1, 4)), {"action_mask": per_dimension}, MULTI)[1].shape, (1, 10)
         )
 
 

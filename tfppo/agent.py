@@ -58,7 +58,7 @@ class Agent:
         self.tf_policy = Policy(self.actor, self.critic, spec, config.seed)
         self.learner = learner_lib.Learner(self.actor, self.critic, spec, config, replicas)
         self.state = TrainState()
-        self.normalizers = Normalizers(spec.observation_shape, config.num_envs, config, replicas)
+        self.normalizers = Normalizers(spec.observation, config.num_envs, config, replicas)
         self.restored = None  # the checkpoint restore() read, if any
         # The object names are the checkpoint's format: keep them.
         self.checkpoint = tf.train.Checkpoint(
@@ -137,7 +137,7 @@ def from_run(logdir: str, checkpoint: str = "", torso=None, critic_torso=None):
     if record is not None:
         spec = envs_lib.spec_from_dict(record["spec"])
     else:
-        spec = envs_lib.probe_spec(config.env, config.use_mask)
+        spec = envs_lib.probe_spec(config.env, config.use_mask, config.image_layout)
         record = {"source": {"id": config.env}, "observation_space": "", "action_space": ""}
     agent = Agent(
         spec,

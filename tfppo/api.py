@@ -62,7 +62,7 @@ def _prepare(config: Config, explicit: set[str], env, chief: bool, torso, critic
         source = (
             envs_lib.source_from_record(saved, config) if config.resume else envs_lib.source_of(None, config)
         )
-    probed = envs_lib.probe(source, config.use_mask)
+    probed = envs_lib.probe(source, config.use_mask, config.image_layout)
     if saved is not None:
         if saved.get("spec") != json.loads(json.dumps(envs_lib.spec_to_dict(probed.spec))):
             raise ConfigError(
@@ -75,7 +75,7 @@ def _prepare(config: Config, explicit: set[str], env, chief: bool, torso, critic
         critic_torso = agent_lib.saved_builder(saved, "critic_torso", critic_torso)
     for builder, role in ((torso, "actor"), (critic_torso or torso, "critic")):
         if builder is not None:  # A torso that does not map [B, ...] to [B, F]: say so now.
-            networks.check_torso(builder, probed.spec.observation_shape, role)
+            networks.check_torso(builder, probed.spec.observation, role)
     return config, source, probed, torso, critic_torso
 
 

@@ -18,6 +18,8 @@ NORM_ADV_MODES = ("none", "batch", "minibatch")
 KL_RULES = ("ppo", "dppo")
 VECTOR_MODES = ("sync", "async")
 POLICY_BACKENDS = ("numpy", "tf")
+IMAGE_LAYOUTS = ("auto", "hwc", "chw")
+CNNS = ("auto", "nature", "small", "flatten")
 HYBRID_RATIOS = ("joint", "per_head")
 RATIOS = ("log_prob", "prob_eps")
 # Seeds derived from --seed (per env, worker and resumed update) stay well inside int64 and
@@ -123,6 +125,14 @@ class Config:
     squash_mean: bool = False  # loc = tanh(x) scaled to the Box bounds (the tutorial's 2*tanh).
     shared_torso: bool = False  # one torso for actor and critic, trained with one optimizer.
     ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
+    # Image observations (Box of rank 3): "auto" takes a first axis <= 4 that is smaller than the
+    # last for channels (CHW, transposed in the graph), else HWC.
+    image_layout: str = "auto"
+    # The image encoder before the --hidden_sizes MLP: "nature" (Mnih et al. 2015: 32 8x8/4,
+    # 64 4x4/2, 64 3x3/1, as CleanRL's ppo_atari), "small" (MinAtar's: 16 3x3/1), "auto": nature
+    # for images of 36 pixels or more on each side, else small; "flatten": no convolution, the
+    # pixels straight into the MLP (gymnax-blines' MinAtar networks).
+    cnn: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.env_kwargs, dict):  # Stored as canonical JSON text: one flag, one value.
@@ -192,6 +202,8 @@ def validate(config: Config) -> None:
     _choice("kl_rule", config.kl_rule, KL_RULES)
     _choice("vector_mode", config.vector_mode, VECTOR_MODES)
     _choice("policy_backend", config.policy_backend, POLICY_BACKENDS)
+    _choice("image_layout", config.image_layout, IMAGE_LAYOUTS)
+    _choice("cnn", config.cnn, CNNS)
     _choice("hybrid_ratio", config.hybrid_ratio, HYBRID_RATIOS)
     _choice("ratio", config.ratio, RATIOS)
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):

@@ -1,4 +1,4 @@
-"""The policy distributions, in tfp only: masked Categorical and Independent Normal.
+"""The policy distributions, in tfp only: masked Categorical, Independent Normal and Bernoulli.
 
 A distribution is rebuilt from its parameters (a dict of tensors) both when acting and when
 training, so the rollout can store the behaviour policy's parameters and the learner can
@@ -50,6 +50,13 @@ def gaussian(loc: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
     """A diagonal Gaussian with event shape [A]: tfd.Independent(tfd.Normal(loc, scale), 1)."""
     scale = tf.broadcast_to(scale, tf.shape(loc))
     return tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
+
+
+def bernoulli(logits: tf.Tensor) -> tfd.Distribution:
+    """Independent bits (MultiBinary actions, as SB3's BernoulliDistribution): event shape [n],
+    actions int32 in {0, 1}; log-prob, entropy and KL are sums over the bits."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.int32), reinterpreted_batch_ndims=1)
 
 
 def _split_seed(seed, n: int):
@@ -150,6 +157,8 @@ def from_params(spec, params: Mapping[str, tf.Tensor], mask: tf.Tensor | None = 
         return gaussian(params["loc"], params["scale"])
     if kind == "multi_discrete":
         return MultiCategorical(params["logits"], mask, spec.nvec)
+    if kind == "binary":
+        return bernoulli(params["logits"])
     if kind == "hybrid":
         return Hybrid(params["logits"], mask, params["loc"], params["scale"], spec.parameter_mask)
     raise ValueError(f"unknown action kind {kind!r}")
@@ -161,6 +170,8 @@ def mode(spec, distribution) -> tf.Tensor:
         return tf.argmax(distribution.logits_parameter(), axis=-1, output_type=tf.int32)
     if spec.kind == "box":
         return distribution.mean()
+    if spec.kind == "binary":  # The more likely value of each bit (a tie, logit 0, gives 0).
+        return tf.cast(distribution.distribution.logits > 0, tf.int32)
     return distribution.mode()
 
 

@@ -20,10 +20,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from tfppo import example_envs  # noqa: F401  (registers the tfppo/... example envs)
+from tfppo import atari, example_envs, observations  # noqa: F401  (example_envs registers tfppo/... envs)
 from tfppo.config import Config, ConfigError, call_user
+from tfppo.observations import MASK_KEY, ObservationSpec
 
-MASK_KEY = "action_mask"
 PARAMETER_MASK_KEY = "parameter_mask"
 
 
@@ -35,6 +35,7 @@ class ActionSpec:
     - "box": a 1-D Box (shape, low, high); action [A] float32.
     - "multi_discrete": MultiDiscrete(nvec); action [len(nvec)] int32; mask [sum(nvec)], the
       per-dimension masks side by side.
+    - "binary": MultiBinary(n); action [n] int32 in {0, 1} (independent Bernoulli bits); no mask.
     - "hybrid": Tuple((Discrete(K), Box(P))) or Dict({"action_type", "parameters"}), a
       parameterised action (H-PPO). Stored as [1 + P] float32: the action type, then the P
       parameters. parameter_mask [K, P] says which parameters each type uses; mask [K].
@@ -60,13 +61,18 @@ class ActionSpec:
 
     @property
     def action_shape(self) -> tuple[int, ...]:
-        return {"discrete": (), "box": (self.dim,), "multi_discrete": (len(self.nvec),)}.get(
-            self.kind, (1 + self.dim,)
-        )
+        return {
+            "discrete": (),
+            "box": (self.dim,),
+            "multi_discrete": (len(self.nvec),),
+            "binary": (self.num_actions,),
+        }.get(self.kind, (1 + self.dim,))
 
     @property
     def action_dtype(self) -> np.dtype:
-        return np.dtype(np.int32) if self.kind in ("discrete", "multi_discrete") else np.dtype(np.float32)
+        if self.kind in ("discrete", "multi_discrete", "binary"):
+            return np.dtype(np.int32)
+        return np.dtype(np.float32)
 
     def param_dims(self) -> dict[str, int]:
         """The distribution's parameters (as the actor returns and the rollout stores them)."""
@@ -79,11 +85,25 @@ class ActionSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
-    """The shapes the networks and the rollout storage are built for."""
+    """The shapes the networks and the rollout storage are built for.
+
+    observation_shape: the stored observation's shape (observation.storage_shape); observation:
+    its components (tfppo.observations); None means one float32 vector of observation_shape.
+    """
 
     observation_shape: tuple[int, ...]
     action: ActionSpec
     has_mask: bool
+    observation: ObservationSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.observation is None:
+            object.__setattr__(self, "observation", observations.vector_spec(*self.observation_shape))
+        object.__setattr__(self, "observation_shape", self.observation.storage_shape)
+
+    @property
+    def observation_dtype(self) -> np.dtype:
+        return self.observation.storage_dtype
 
 
 def _hybrid_spec(type_space, parameter_space, parameter_mask, dict_keys=None) -> ActionSpec:
@@ -123,6 +143,8 @@ def action_spec(space: gym.Space, parameter_mask=None) -> ActionSpec:
         if np.any(space.start != 0):
             raise ConfigError(f"MultiDiscrete action space with start={space.start}; expected start=0")
         return ActionSpec(kind="multi_discrete", nvec=tuple(int(n) for n in space.nvec))
+    if isinstance(space, gym.spaces.MultiBinary) and np.ndim(space.n) == 0:
+        return ActionSpec(kind="binary", num_actions=int(space.n))
     if isinstance(space, gym.spaces.Tuple) and len(space.spaces) == 2:
         return _hybrid_spec(*space.spaces, parameter_mask)
     if isinstance(space, gym.spaces.Dict) and len(space.spaces) == 2:
@@ -133,39 +155,29 @@ def action_spec(space: gym.Space, parameter_mask=None) -> ActionSpec:
                 space[type_key], space[parameters_key], parameter_mask, (type_key, parameters_key)
             )
     raise ConfigError(
-        f"unsupported action space {space}; expected Discrete, a 1-D Box, MultiDiscrete, or a hybrid "
+        f"unsupported action space {space}; expected Discrete, a 1-D Box, MultiDiscrete, MultiBinary(n), or a hybrid "
         "Tuple((Discrete, Box)) / Dict with one Discrete and one Box"
     )
 
 
-def observation_space_of(space: gym.Space) -> tuple[gym.Space, bool]:
-    """Returns (the observation proper, whether the env ships its action mask in the obs)."""
-    if isinstance(space, gym.spaces.Dict):
-        keys = set(space.spaces)
-        if MASK_KEY in keys and len(keys) == 2:
-            (other,) = keys - {MASK_KEY}
-            return space.spaces[other], True
-        raise ConfigError(
-            f"Dict observation space with keys {sorted(keys)}; expected one observation key and '{MASK_KEY}'"
-        )
-    return space, False
-
-
 def env_spec(
-    observation_space: gym.Space, action_space: gym.Space, info_mask: bool, parameter_mask=None
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    info_mask: bool,
+    parameter_mask=None,
+    image_layout: str = "auto",
 ) -> EnvSpec:
-    inner, obs_mask = observation_space_of(observation_space)
-    if not isinstance(inner, gym.spaces.Box):
-        raise ConfigError(f"unsupported observation space {inner}; expected a Box")
+    observation, obs_mask = observations.observation_spec(observation_space, image_layout)
     action = action_spec(action_space, parameter_mask)
     has_mask = obs_mask or info_mask
-    if has_mask and action.kind == "box":
+    if has_mask and action.kind in ("box", "binary"):
         raise ConfigError(f"the env provides an action mask but the action space is {action_space}")
-    return EnvSpec(observation_shape=tuple(inner.shape), action=action, has_mask=has_mask)
+    return EnvSpec(observation.storage_shape, action, has_mask, observation)
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """gym.make with errors a user can act on."""
+    atari.ensure_registered(env_id)  # ALE/..., MinAtar/... and tfppo/Atari-v0 register on demand.
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as error:
@@ -304,10 +316,12 @@ def spec_from_dict(values: dict) -> EnvSpec:
     action["shape"], action["nvec"] = tuple(action["shape"]), tuple(action["nvec"])
     if action["dict_keys"] is not None:
         action["dict_keys"] = tuple(action["dict_keys"])
+    observation = values.get("observation")  # absent in runs saved before observation kinds
     return EnvSpec(
         observation_shape=tuple(values["observation_shape"]),
         action=ActionSpec(**action),
         has_mask=bool(values["has_mask"]),
+        observation=ObservationSpec.from_dict(observation) if observation else None,
     )
 
 
@@ -340,6 +354,9 @@ class Probe:
     spec: EnvSpec
     observation_space: gym.Space
     action_space: gym.Space
+    # The env is wrapped in gymnasium's RecordEpisodeStatistics: its info["episode"] is the
+    # episode's return (e.g. an Atari game's raw score across lives, not the clipped per-life sum).
+    reports_episodes: bool = False
 
     def record(self, source: EnvSource) -> dict:
         """env.json: how the env was made and what the networks were built for."""
@@ -351,7 +368,15 @@ class Probe:
         }
 
 
-def probe(source: EnvSource, use_mask: bool = True) -> Probe:
+def _records_episodes(env: gym.Env) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.RecordEpisodeStatistics):
+            return True
+        env = env.env
+    return False
+
+
+def probe(source: EnvSource, use_mask: bool = True, image_layout: str = "auto") -> Probe:
     """Makes one env to read its spec; raises ConfigError for an unknown id or unsupported spaces.
 
     use_mask=False ignores the env's action mask (training then never sees it; invalid actions
@@ -361,7 +386,11 @@ def probe(source: EnvSource, use_mask: bool = True) -> Probe:
     try:
         _, info = env.reset(seed=0)
         spec = env_spec(
-            env.observation_space, env.action_space, MASK_KEY in info, parameter_mask_of(env, info)
+            env.observation_space,
+            env.action_space,
+            MASK_KEY in info,
+            parameter_mask_of(env, info),
+            image_layout,
         )
         if not use_mask and spec.has_mask:
             if isinstance(env.observation_space, gym.spaces.Dict):
@@ -369,14 +398,14 @@ def probe(source: EnvSource, use_mask: bool = True) -> Probe:
                     "--use_mask=false with a Dict observation that carries the mask is not supported"
                 )
             spec = dataclasses.replace(spec, has_mask=False)
-        return Probe(spec, env.observation_space, env.action_space)
+        return Probe(spec, env.observation_space, env.action_space, _records_episodes(env))
     finally:
         env.close()
 
 
-def probe_spec(env_id: str, use_mask: bool = True) -> EnvSpec:
+def probe_spec(env_id: str, use_mask: bool = True, image_layout: str = "auto") -> EnvSpec:
     """The EnvSpec of a registered env id (see probe)."""
-    return probe(source_from_id(env_id), use_mask).spec
+    return probe(source_from_id(env_id), use_mask, image_layout).spec
 
 
 def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vector.VectorEnv:
@@ -424,6 +453,8 @@ def batch_one(observation, info: dict):
         observation = {
             k: _batch_one_mask(v) if k == MASK_KEY else np.asarray(v)[None] for k, v in observation.items()
         }
+    elif isinstance(observation, tuple):
+        observation = tuple(np.asarray(v)[None] for v in observation)
     else:
         observation = np.asarray(observation)[None]
     batched_info = {MASK_KEY: _batch_one_mask(info[MASK_KEY])} if MASK_KEY in info else {}
@@ -436,19 +467,25 @@ def _batch_one_mask(mask) -> np.ndarray:
     return np.asarray(mask, bool)[None]
 
 
-def split_observation(observation: Any, info: dict, has_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Returns (float32 observation [B, D], bool mask [B, W] or None) from a vector-env output."""
+def split_observation(observation: Any, info: dict, spec: EnvSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Returns (the stored observation [B, *observation_shape] of spec.observation_dtype, bool
+    mask [B, W] or None) from a vector-env output (a Dict's "action_mask" key, or info's)."""
     mask = None
-    if isinstance(observation, dict):
+    if isinstance(observation, dict) and MASK_KEY in observation:
         mask = observation[MASK_KEY]
-        (key,) = [k for k in observation if k != MASK_KEY]
-        observation = observation[key]
-    elif has_mask:
+    elif spec.has_mask:
         mask = info.get(MASK_KEY)
-    observation = np.asarray(observation, dtype=np.float32)
+    stored = spec.observation.pack(observation)
     if mask is not None:
         mask = _as_mask(mask)
-    return observation, mask
+    return stored, mask
+
+
+def non_finite_rows(observation: np.ndarray) -> np.ndarray:
+    """[B] bool: rows of a stored batch with a NaN or inf (never, for uint8 storage)."""
+    if observation.dtype == np.uint8:
+        return np.zeros(observation.shape[0], bool)
+    return ~np.isfinite(observation).reshape(observation.shape[0], -1).all(axis=1)
 
 
 def check_mask(mask: np.ndarray | None, spec: ActionSpec, step: int) -> None:
@@ -489,6 +526,8 @@ def env_action(spec: ActionSpec, action: np.ndarray):
         if spec.dict_keys:
             return {spec.dict_keys[0]: action_type, spec.dict_keys[1]: parameters}
         return action_type, parameters
+    if spec.kind == "binary":
+        return action.astype(np.int8)
     return action.astype(np.int64)
 
 

@@ -43,7 +43,7 @@ def run_episodes(env, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSp
         observation, info = env.reset(seed=seed + episode)
         total, done = 0.0, False
         while not done:
-            obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec.has_mask)
+            obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec)
             batched_action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))
             action = envs_lib.unbatch_action(spec.action, batched_action)
             observation, reward, terminated, truncated, info = env.step(action)

@@ -70,6 +70,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import register
 
+from tfppo import atari
+
 # (row, col) deltas of the MaskedGrid directions: up, down, left, right.
 GRID_DIRECTIONS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -355,3 +357,4 @@ _register("tfppo/MaskedGrid-v0", "MaskedGridEnv", 50)
 _register("tfppo/MaskedMultiDiscrete-v0", "MaskedMultiDiscreteEnv", MaskedMultiDiscreteEnv.EPISODE_STEPS)
 _register("tfppo/HybridMoving-v0", "HybridMovingEnv", 200)
 _register("tfppo/HybridMovingDict-v0", "HybridMovingDictEnv", 200)
+atari.register()  # tfppo/Atari-v0: CleanRL's Atari preprocessing (needs the [atari] extra to make)

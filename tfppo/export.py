@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from tfppo import distributions
 from tfppo.envs import EnvSpec
+from tfppo.observations import ObservationSpec, export_inputs
 
 
 def metadata(config, spec: EnvSpec, env_record: dict, extra: dict) -> dict:
@@ -59,6 +60,7 @@ def metadata(config, spec: EnvSpec, env_record: dict, extra: dict) -> dict:
         "action_space": env_record.get("action_space", ""),
         "action_kind": spec.action.kind,
         "observation_shape": list(spec.observation_shape),
+        "inputs": export_inputs(spec.observation),
         "has_mask": spec.has_mask,
         "spec": spec_to_dict(spec),
         "flags": config.to_dict(),
@@ -107,6 +109,8 @@ def deterministic_action(spec, params: dict, mask) -> tf.Tensor:
     """
     if spec.kind == "box":
         return params["loc"]
+    if spec.kind == "binary":
+        return tf.cast(params["logits"] > 0, tf.int32)
     logits = distributions.masked_logits(params["logits"], mask)
     # Slices, not tf.split: TFLite has no SplitV for bool masks.
     sizes = spec.nvec if spec.kind == "multi_discrete" else (spec.mask_width,)
@@ -127,6 +131,32 @@ def deterministic_action(spec, params: dict, mask) -> tf.Tensor:
     if spec.kind == "multi_discrete":
         return tf.stack(choices, axis=-1)
     return tf.concat([tf.cast(choices[0], tf.float32)[:, None], params["loc"]], axis=-1)
+
+
+def signature(body, specs: list[tf.TensorSpec]):
+    """A tf.function of `body(*args)` whose parameters are named after `specs` (observation,
+    mask, ... or a Dict observation's keys): callable positionally and by keyword, live and
+    after tf.saved_model.load (which binds keywords by the traced function's parameter names)."""
+    names = [spec.name for spec in specs]
+    source = f"def named({', '.join(names)}):\n    return body({', '.join(names)})\n"
+    scope = {"body": body}
+    exec(source, scope)  # noqa: S102  (names are export_inputs' identifiers, checked there)
+    return tf.function(scope["named"], input_signature=specs, autograph=False)
+
+
+def pack_inputs(spec: ObservationSpec, parts) -> tf.Tensor:
+    """The exported inputs (export_inputs: one tensor per component, in the env's own shape) as
+    the stored observation the networks take (tfppo.observations.ObservationSpec.pack in-graph)."""
+    dtype = tf.as_dtype(spec.storage_dtype)
+    single = spec.single
+    if single is not None and single.kind in ("vector", "image"):
+        return tf.cast(parts[0], dtype)
+    pieces = []
+    for component, part in zip(spec.components, parts, strict=True):
+        if component.kind in ("discrete", "multi_discrete") and any(component.start):
+            part = part - tf.constant(component.start, part.dtype)
+        pieces.append(tf.reshape(tf.cast(part, dtype), [tf.shape(part)[0], component.size]))
+    return tf.concat(pieces, axis=-1)
 
 
 def tf_variables(model) -> list[tf.Variable]:
@@ -151,10 +181,19 @@ class ExportedPolicy(tf.Module):
             json.dump(meta, f, indent=2, sort_keys=True)
         self.metadata_asset = tf.saved_model.Asset(path)
         action = spec.action
-        observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, name="observation")
-        inputs = [observation]
+        observation_inputs = [
+            tf.TensorSpec((None, *i["shape"]), tf.as_dtype(i["dtype"]), name=i["name"])
+            for i in export_inputs(spec.observation)
+        ]
+        count = len(observation_inputs)
+        inputs = list(observation_inputs)
         if spec.has_mask:
             inputs.append(tf.TensorSpec((None, action.mask_width), tf.bool, name="mask"))
+
+        def split(args):
+            """(the stored observation, the mask or None) from a signature's positional inputs."""
+            mask = args[count] if spec.has_mask else None
+            return pack_inputs(spec.observation, args[:count]), mask
 
         def normalize(observation):
             if normalization is None:
@@ -199,15 +238,12 @@ class ExportedPolicy(tf.Module):
             return values
 
         seed_spec = tf.TensorSpec((), tf.int64, name="seed")
-        if spec.has_mask:
-            sample_wrapper = lambda observation, mask, seed: sample_fn(observation, mask, seed)
-        else:
-            sample_wrapper = lambda observation, seed: sample_fn(observation, None, seed)
-        self.action = tf.function(action_fn, input_signature=inputs)
-        self.sample = tf.function(sample_wrapper, input_signature=inputs + [seed_spec])
-        self.distribution = tf.function(distribution_fn, input_signature=inputs)
-        self.value = tf.function(
-            lambda observation: {"value": critic(normalize(observation))}, input_signature=[observation]
+        self.action = signature(lambda *args: action_fn(*split(args)), inputs)
+        self.sample = signature(lambda *args: sample_fn(*split(args[:-1]), args[-1]), inputs + [seed_spec])
+        self.distribution = signature(lambda *args: distribution_fn(*split(args)), inputs)
+        self.value = signature(
+            lambda *args: {"value": critic(normalize(pack_inputs(spec.observation, args)))},
+            observation_inputs,
         )
         self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
 

@@ -74,6 +74,11 @@ HELP = {
     "sigma_min": "Floor added to sigma so it never collapses to 0.",
     "squash_mean": "Box actions: mean = tanh scaled to the bounds (the tutorial's 2 * tanh on Pendulum).",
     "ortho_init": "Orthogonal initialisation (gain sqrt 2; 0.01 on the actor's last layer, 1 on the critic's).",
+    "image_layout": "Image observations: channel axis last (hwc) or first (chw, transposed in the graph); auto: "
+    "first axis <= 4 and smaller than the last means chw.",
+    "cnn": "Image encoder before the MLP: nature (CleanRL ppo_atari's 3 convolutions), small (MinAtar's one "
+    "16-filter 3x3 convolution), flatten (the pixels into the MLP); auto: nature when both image sides are "
+    ">= 36 pixels.",
 }
 
 _CHOICES = {
@@ -86,6 +91,8 @@ _CHOICES = {
     "policy_backend": config_lib.POLICY_BACKENDS,
     "hybrid_ratio": config_lib.HYBRID_RATIOS,
     "ratio": config_lib.RATIOS,
+    "image_layout": config_lib.IMAGE_LAYOUTS,
+    "cnn": config_lib.CNNS,
 }
 
 

@@ -36,7 +36,7 @@ def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
     """The flat batch the update takes: N = num_steps * num_envs rows of every rollout array."""
     n, action = config.batch_size, spec.action
     signature = {
-        "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.float32),
+        "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.as_dtype(spec.observation_dtype)),
         "action": tf.TensorSpec((n,) + action.action_shape, tf.as_dtype(action.action_dtype)),
         "behavior_value": tf.TensorSpec((n,), tf.float32),
         "advantage": tf.TensorSpec((n,), tf.float32),

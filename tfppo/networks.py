@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfppo import distributions
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.envs import ActionSpec, EnvSpec
+from tfppo.observations import Component, ObservationSpec
 
 
 def _initializer(ortho: bool, gain: float) -> keras.initializers.Initializer:
@@ -36,6 +37,117 @@ def make_torso(hidden_sizes: Sequence[int], activation: str, ortho_init: bool, n
         for i, size in enumerate(hidden_sizes)
     ]
     return keras.Sequential(layers, name=name)
+
+
+def make_cnn(component: Component, config: Config, name: str) -> keras.Sequential:
+    """A CNN [B, H, W, C] float32 -> [B, F] for an image component (see Config.cnn)."""
+    height, width, _ = component.image_hwc
+    kind = config.cnn
+    if kind == "auto":
+        kind = "nature" if min(height, width) >= 36 else "small"
+    # (filters, kernel, stride): Mnih et al. 2015 / CleanRL ppo_atari, or MinAtar's network.
+    shapes = {"nature": ((32, 8, 4), (64, 4, 2), (64, 3, 1)), "small": ((16, 3, 1),), "flatten": ()}[kind]
+    size = min(height, width)
+    for _, kernel, stride in shapes:
+        size = (size - kernel) // stride + 1
+    if size < 1:
+        raise ConfigError(
+            f"--cnn={config.cnn} ({kind}) needs larger images than {component.image_hwc} (H, W, C); "
+            "use --cnn=small"
+        )
+    gain = math.sqrt(2.0) if config.ortho_init else 1.0
+    layers = [
+        keras.layers.Conv2D(
+            filters,
+            kernel,
+            strides=stride,
+            activation="relu",
+            kernel_initializer=_initializer(config.ortho_init, gain),
+            name=f"conv_{i}",
+        )
+        for i, (filters, kernel, stride) in enumerate(shapes)
+    ]
+    return keras.Sequential([*layers, keras.layers.Flatten(name="flatten")], name=name)
+
+
+def decode(spec: ObservationSpec, stored: tf.Tensor) -> list[tf.Tensor]:
+    """The stored observation [B, *storage_shape] as one float32 tensor per component: vectors
+    [B, D]; images [B, H, W, C] scaled to [0, 1] (uint8 / 255) and channels last; Discrete and
+    MultiDiscrete indices one-hot [B, sum(nvec)]; bits [B, n]."""
+    single = spec.single
+    if single is not None and single.kind in ("vector", "image"):
+        pieces = [tf.cast(stored, tf.float32)]
+    else:
+        flat = tf.cast(stored, tf.float32)
+        pieces = tf.split(flat, [c.size for c in spec.components], axis=-1)
+    decoded = []
+    for component, piece in zip(spec.components, pieces, strict=True):
+        if component.kind == "image":
+            piece = tf.reshape(piece, [-1, *component.shape])  # flattened beside other components
+            piece = piece * component.pixel_scale if component.pixel_scale != 1.0 else piece
+            if component.channels_first:
+                piece = tf.transpose(piece, [0, 2, 3, 1])
+        elif component.kind in ("discrete", "multi_discrete"):
+            indices = tf.cast(piece, tf.int32)
+            piece = tf.concat(
+                [tf.one_hot(indices[:, i], n, dtype=tf.float32) for i, n in enumerate(component.nvec)], -1
+            )
+        elif component.kind == "vector" and not component.shape:
+            piece = tf.reshape(piece, [-1, 1])
+        decoded.append(piece)
+    return decoded
+
+
+def decoded_shapes(spec: ObservationSpec):
+    """The shapes (without batch) of what a custom torso receives: one tuple, or a dict / tuple
+    of them for Dict / Tuple observations (see decode)."""
+    shapes = []
+    for c in spec.components:
+        if c.kind == "image":
+            shapes.append(tuple(c.image_hwc))
+        elif c.kind in ("discrete", "multi_discrete"):
+            shapes.append((sum(c.nvec),))
+        else:
+            shapes.append((max(c.size, 1),))
+    return _structure(spec, shapes)
+
+
+def _structure(spec: ObservationSpec, parts: list):
+    if spec.container == "dict" and spec.single is None:
+        return {c.key: part for c, part in zip(spec.components, parts, strict=True)}
+    if spec.container == "tuple" and spec.single is None:
+        return tuple(parts)
+    return parts[0]
+
+
+class ObservationTorso(keras.layers.Layer):
+    """stored observation [B, *storage_shape] -> features [B, F], for every observation kind
+    but a plain vector (whose torso is the MLP alone).
+
+    Default: each component through its encoder (a CNN for images, one-hot for indices, the
+    values for vectors and bits), concatenated, then `body` (the --hidden_sizes MLP). With a
+    custom torso, `body` receives decode()'s tensors (a dict or tuple for Dict / Tuple spaces).
+    """
+
+    def __init__(self, spec: ObservationSpec, body: keras.Layer, config: Config | None, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.body = body
+        self.encoded = config is not None  # False: the custom body gets the decoded structure.
+        self.image_encoders = []
+        for index, component in enumerate(spec.components):
+            if self.encoded and component.kind == "image":
+                # Named attributes: a checkpoint skips layers kept only in a Python list.
+                setattr(self, f"cnn_{index}", make_cnn(component, config, f"cnn_{index}"))
+                self.image_encoders.append(index)
+
+    def call(self, stored: tf.Tensor) -> tf.Tensor:
+        parts = decode(self.spec, stored)
+        if not self.encoded:
+            return self.body(_structure(self.spec, parts))
+        for index in self.image_encoders:
+            parts[index] = getattr(self, f"cnn_{index}")(parts[index])
+        return self.body(parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1))
 
 
 class CategoricalHead(keras.layers.Layer):
@@ -121,9 +233,17 @@ def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
         return CategoricalHead(spec.num_actions, config.ortho_init, name="head")
     if spec.kind == "multi_discrete":
         return CategoricalHead(sum(spec.nvec), config.ortho_init, name="head")
+    if spec.kind == "binary":  # one logit per bit
+        return CategoricalHead(spec.num_actions, config.ortho_init, name="head")
     if spec.kind == "hybrid":
         return HybridHead(spec, config, name="head")
     return GaussianHead(spec, config, name="head")
+
+
+def default_torso(spec: ObservationSpec, config: Config, sizes: Sequence[int]) -> keras.Layer:
+    """The MLP of `sizes`; for observations other than one vector, behind their encoders."""
+    mlp = make_torso(sizes, config.activation, config.ortho_init, "torso" if spec.is_vector else "mlp")
+    return mlp if spec.is_vector else ObservationTorso(spec, mlp, config, name="torso")
 
 
 class Actor(keras.Model):
@@ -133,9 +253,7 @@ class Actor(keras.Model):
         super().__init__(**kwargs)
         self.action_spec = spec.action
         self.kind = spec.action.kind
-        if torso is None:
-            torso = make_torso(config.hidden_sizes, config.activation, config.ortho_init, "torso")
-        self.torso = torso
+        self.torso = torso or default_torso(spec.observation, config, config.hidden_sizes)
         self.head = make_head(spec.action, config)
 
     def params(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -150,11 +268,9 @@ class Actor(keras.Model):
 class Critic(keras.Model):
     """observation [B, D] -> V(s) [B]."""
 
-    def __init__(self, config: Config, torso: keras.Layer | None = None, **kwargs):
+    def __init__(self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
-        if torso is None:
-            torso = make_torso(config.critic_sizes, config.activation, config.ortho_init, "torso")
-        self.torso = torso
+        self.torso = torso or default_torso(spec.observation, config, config.critic_sizes)
         self.value = keras.layers.Dense(
             1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"
         )
@@ -163,25 +279,28 @@ class Critic(keras.Model):
         return tf.squeeze(self.value(self.torso(observation)), axis=-1)
 
 
-TorsoBuilder = Callable[[tuple[int, ...]], keras.Layer]
+TorsoBuilder = Callable[..., keras.Layer]
 
 
-def check_torso(builder: TorsoBuilder, observation_shape: tuple[int, ...], role: str) -> keras.Layer:
-    """A user's torso, checked: a Keras layer or model mapping [B, *observation_shape] to [B, F]."""
+def check_torso(builder: TorsoBuilder, spec: ObservationSpec, role: str) -> keras.Layer:
+    """A user's torso, checked: a Keras layer or model mapping what decode() gives for this
+    observation (one [B, ...] tensor, or a dict / tuple of them) to features [B, F]. For anything
+    but a plain vector it is wrapped in an ObservationTorso that decodes the stored observation."""
     name = getattr(builder, "__qualname__", type(builder).__qualname__)
-    torso = call_user(f"the {role} torso builder {name}", builder, tuple(observation_shape))
+    shapes = decoded_shapes(spec)
+    torso = call_user(f"the {role} torso builder {name}", builder, shapes)
     if not isinstance(torso, keras.Layer):
         raise ConfigError(
             f"the {role} torso builder {name} returned {type(torso).__name__}; expected a keras.Model or layer"
         )
-    dummy = tf.zeros((2,) + tuple(observation_shape), tf.float32)
-    features = call_user(
-        f"the {role} torso from {name}, on observations of shape {dummy.shape},", torso, dummy
-    )
+    if not spec.is_vector:
+        torso = ObservationTorso(spec, torso, None, name="torso")
+    dummy = tf.zeros((2,) + spec.storage_shape, spec.storage_dtype)
+    features = call_user(f"the {role} torso from {name}, on observations of shape {shapes},", torso, dummy)
     if not isinstance(features, tf.Tensor) or features.shape.rank != 2 or features.shape[0] != 2:
         shape = getattr(features, "shape", type(features).__name__)
         raise ConfigError(
-            f"the {role} torso from {name} returns {shape} for observations of shape {dummy.shape}; "
+            f"the {role} torso from {name} returns {shape} for observations of shape {shapes}; "
             "expected [B, features]"
         )
     return torso
@@ -191,19 +310,19 @@ def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, crit
     """Returns (actor, critic) with their variables created.
 
     torso: a builder `observation_shape -> keras.Model` for the actor's torso (default: the
-    MLP of --hidden_sizes); critic_torso: the critic's (default: `torso` again, a second
-    instance, or the MLP of --critic_hidden_sizes). With --shared_torso the critic uses the actor's.
+    observation's encoders and the MLP of --hidden_sizes; see check_torso for what a custom one
+    receives); critic_torso: the critic's (default: `torso` again, a second instance, or the
+    encoders and the MLP of --critic_hidden_sizes). With --shared_torso the critic uses the actor's.
     """
-    shape = spec.observation_shape
-    actor_torso = check_torso(torso, shape, "actor") if torso is not None else None
+    actor_torso = check_torso(torso, spec.observation, "actor") if torso is not None else None
     actor = Actor(spec, config, actor_torso, name="actor")
     if config.shared_torso:
         critic_net = actor.torso
     else:
         builder = critic_torso or torso
-        critic_net = check_torso(builder, shape, "critic") if builder is not None else None
-    critic = Critic(config, torso=critic_net, name="critic")
-    dummy = tf.zeros((1,) + shape, tf.float32)
+        critic_net = check_torso(builder, spec.observation, "critic") if builder is not None else None
+    critic = Critic(spec, config, torso=critic_net, name="critic")
+    dummy = tf.zeros((1,) + spec.observation_shape, spec.observation_dtype)
     actor.params(dummy)
     critic(dummy)
     return actor, critic

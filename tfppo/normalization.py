@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfppo.config import ConfigError
+from tfppo.observations import vector_spec
+
 
 class RunningMeanStd:
     """Mean and variance of a stream of [N, ...] batches (Chan et al.'s parallel update)."""
@@ -96,10 +99,23 @@ class Normalizers(tf.Module):
 
     EPSILON = 1e-8
 
-    def __init__(self, observation_shape, num_envs: int, config, replicas=None):
-        """replicas: tfppo.distributed.Replicas; with several workers the statistics are
+    def __init__(self, observation, num_envs: int, config, replicas=None):
+        """observation: the run's tfppo.observations.ObservationSpec (or a vector's shape);
+        only its vector components are normalised (images, indices and bits pass unchanged).
+        replicas: tfppo.distributed.Replicas; with several workers the statistics are
         all-reduced once per update (`sync`), so every replica normalises alike."""
         super().__init__(name="normalizers")
+        if isinstance(observation, tuple):
+            observation = vector_spec(*observation)
+        self.storage_shape = observation.storage_shape
+        # None: the whole stored row is one vector (normalised as a whole); else its vector slots.
+        self.slots = None if observation.is_vector else observation.vector_slots()
+        if config.norm_obs and self.slots is not None and not self.slots.size:
+            raise ConfigError(
+                f"--norm_obs normalises vector observations; this env's observation ({observation.describe()}) "
+                "has none (images are scaled to [0, 1] in the networks instead)"
+            )
+        observation_shape = self.storage_shape if self.slots is None else (int(self.slots.size),)
         self.replicas = replicas if replicas is not None and replicas.active else None
         Stats = SyncedMeanStd if self.replicas is not None else RunningMeanStd
         self.norm_obs, self.norm_reward = config.norm_obs, config.norm_reward
@@ -125,10 +141,16 @@ class Normalizers(tf.Module):
         """Normalises [B, D] observations; `update` adds them to the statistics first."""
         if not self.norm_obs:
             return observation
+        values = observation if self.slots is None else observation[:, self.slots]
         if update:
-            self.obs_stats.update(observation)
-        normalized = (observation - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + self.EPSILON)
-        return np.clip(normalized, -self.obs_clip, self.obs_clip).astype(np.float32)
+            self.obs_stats.update(values)
+        normalized = (values - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + self.EPSILON)
+        normalized = np.clip(normalized, -self.obs_clip, self.obs_clip).astype(np.float32)
+        if self.slots is None:
+            return normalized
+        observation = observation.copy()
+        observation[:, self.slots] = normalized
+        return observation
 
     def reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Scales the [B] rewards of one step by the running std of the discounted return."""
@@ -178,5 +200,12 @@ class Normalizers(tf.Module):
         """(mean, 1 / std, clip) as float32 for a graph; None when observations are not normalised."""
         if not self.norm_obs:
             return None
-        scale = 1.0 / np.sqrt(self.obs_stats.var + self.EPSILON)
-        return self.obs_stats.mean.astype(np.float32), scale.astype(np.float32), np.float32(self.obs_clip)
+        mean = self.obs_stats.mean.astype(np.float32)
+        scale = (1.0 / np.sqrt(self.obs_stats.var + self.EPSILON)).astype(np.float32)
+        if self.slots is None:
+            return mean, scale, np.float32(self.obs_clip)
+        # Over the whole stored row: slots that are not vector values pass unchanged.
+        full = [np.zeros(self.storage_shape, np.float32), np.ones(self.storage_shape, np.float32)]
+        clip = np.full(self.storage_shape, np.inf, np.float32)
+        full[0][self.slots], full[1][self.slots], clip[self.slots] = mean, scale, self.obs_clip
+        return full[0], full[1], clip

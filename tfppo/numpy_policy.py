@@ -82,7 +82,7 @@ class NumpyPolicy:
         self.actor_torso = [_dense(layer, weights) for layer in self.actor.torso.layers]
         self.critic_torso = [_dense(layer, weights) for layer in self.critic.torso.layers]
         self.value_head = [_dense(self.critic.value, weights)]
-        if self.kind in ("discrete", "multi_discrete"):
+        if self.kind in ("discrete", "multi_discrete", "binary"):
             self.logits_head = [_dense(head.logits, weights)]
             return
         if self.kind == "hybrid":
@@ -132,6 +132,11 @@ class NumpyPolicy:
         spec = self.spec.action
         if self.kind == "discrete":
             return self._categorical(params["logits"], mask, sample)
+        if self.kind == "binary":  # P(bit = 1) = sigmoid(logit): sample as u < sigmoid(logit).
+            logits = params["logits"]
+            if sample:
+                return (self.rng.uniform(size=logits.shape) < 1.0 / (1.0 + np.exp(-logits))).astype(np.int32)
+            return (logits > 0).astype(np.int32)
         if self.kind == "multi_discrete":
             bounds = np.cumsum(spec.nvec)[:-1]
             masks = [None] * len(spec.nvec) if mask is None else np.split(mask, bounds, axis=1)

@@ -20,7 +20,9 @@ class Policy(tf.Module):
         self.actor, self.critic, self.spec = actor, critic, spec
         self.kind = spec.action.kind
         self.rng = tf.random.Generator.from_seed(seed)
-        observation = tf.TensorSpec((None,) + spec.observation_shape, tf.float32, "observation")
+        observation = tf.TensorSpec(
+            (None,) + spec.observation_shape, tf.as_dtype(spec.observation_dtype), "observation"
+        )
         signature = [observation]
         if spec.has_mask:
             signature.append(tf.TensorSpec((None, spec.action.mask_width), tf.bool, "mask"))

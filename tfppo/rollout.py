@@ -61,7 +61,7 @@ class Rollout:
     def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec):
         T, B = num_steps, num_envs
         self.num_steps, self.num_envs = T, B
-        self.observation = np.zeros((T, B) + spec.observation_shape, np.float32)
+        self.observation = np.zeros((T, B) + spec.observation_shape, spec.observation_dtype)
         self.action = np.zeros((T, B) + spec.action.action_shape, spec.action.action_dtype)
         self.mask = np.ones((T, B, spec.action.mask_width), bool) if spec.has_mask else None
         self.reward = np.zeros((T, B), np.float32)
@@ -130,15 +130,20 @@ class Collector:
         window: int = 100,
         normalizers=None,
         train_on_clipped_actions: bool = False,
+        env_episodes: bool = False,
     ):
+        """env_episodes: the envs report their episodes (gymnasium's RecordEpisodeStatistics,
+        info["episode"]); those are the episodes counted, with their return and length. An
+        Atari env ends its training episode at each lost life but reports the whole game."""
         self.env = vector_env
         self.train_on_clipped_actions = train_on_clipped_actions
+        self.env_episodes = env_episodes
         self.spec = spec
         self.reward_shift, self.reward_scale = reward_shift, reward_scale
         self.normalizers = normalizers
         self.num_envs = vector_env.num_envs
         observation, info = vector_env.reset(seed=[seed + i for i in range(self.num_envs)])
-        observation, self.mask = envs_lib.split_observation(observation, info, spec.has_mask)
+        observation, self.mask = envs_lib.split_observation(observation, info, spec)
         self.observation = self._normalize(observation, update=True)
         self.running_return = np.zeros(self.num_envs, np.float64)
         self.running_length = np.zeros(self.num_envs, np.int64)
@@ -184,9 +189,10 @@ class Collector:
                 f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number"
             )
         self.env_steps += self.num_envs
-        next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec.has_mask)
-        if not np.all(np.isfinite(next_observation)):
-            env = int(np.flatnonzero(~np.isfinite(next_observation).reshape(self.num_envs, -1).all(1))[0])
+        next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec)
+        bad = envs_lib.non_finite_rows(next_observation)
+        if bad.any():
+            env = int(np.flatnonzero(bad)[0])
             raise ConfigError(f"env {env} returned a non-finite observation at env step {self.env_steps}")
         done = np.logical_or(terminated, truncated)
         train_reward = (reward + self.reward_shift) * self.reward_scale
@@ -196,8 +202,8 @@ class Collector:
         rollout.terminated[t] = terminated
         rollout.truncated[t] = truncated
         if done.any():
-            final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, False)
-            bad = done & ~np.isfinite(final).reshape(self.num_envs, -1).all(1)
+            final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, self.spec)
+            bad = done & envs_lib.non_finite_rows(final)
             if bad.any():  # Bootstrapped through V(final observation): a NaN there poisons the loss.
                 raise ConfigError(
                     f"env {int(np.flatnonzero(bad)[0])} returned a non-finite final observation (the one "
@@ -209,14 +215,19 @@ class Collector:
         self.running_return += reward
         self.running_length += 1
         successes = _final_successes(info, done)
+        reported = _final_episodes(info, done) if self.env_episodes else None
         for env in np.flatnonzero(done):
+            if reported is None:
+                episode_return, length = float(self.running_return[env]), int(self.running_length[env])
+            elif reported[0][env]:
+                episode_return, length = float(reported[1][env]), int(reported[2][env])
+            else:  # The training episode ended (a lost life), the env's episode goes on.
+                continue
             if successes is not None:
                 self.recent_successes.append(bool(successes[env]))
-            self.recent_returns.append(float(self.running_return[env]))
-            self.recent_lengths.append(int(self.running_length[env]))
-            self.finished.append(
-                (self.env_steps, float(self.running_return[env]), int(self.running_length[env]))
-            )
+            self.recent_returns.append(episode_return)
+            self.recent_lengths.append(length)
+            self.finished.append((self.env_steps, episode_return, length))
             self.episodes += 1
         self.running_return[done] = 0.0
         self.running_length[done] = 0
@@ -265,6 +276,17 @@ def _final_successes(info: dict, done: np.ndarray) -> np.ndarray | None:
     return np.asarray(final_info["is_success"], bool) & done
 
 
+def _final_episodes(info: dict, done: np.ndarray):
+    """(ended [B] bool, return [B], length [B]) from RecordEpisodeStatistics' info["episode"]
+    of the envs whose step ended an episode; nothing ended where the env reports none."""
+    final_info = info.get("final_info")
+    if not isinstance(final_info, dict) or "episode" not in final_info:
+        return np.zeros_like(done), None, None
+    episode = final_info["episode"]
+    ended = np.asarray(final_info.get("_episode", done), bool) & done
+    return ended, np.asarray(episode["r"], np.float64), np.asarray(episode["l"], np.int64)
+
+
 def _final_observations(info: dict, observation):
     """The observations that ended episodes this step (SAME_STEP autoreset puts them in info)."""
     final = info["final_obs"]
@@ -273,4 +295,9 @@ def _final_observations(info: dict, observation):
             k: np.stack([f[k] if f is not None else observation[k][i] for i, f in enumerate(final)])
             for k in observation
         }
+    if isinstance(observation, tuple):
+        return tuple(
+            np.stack([f[k] if f is not None else part[i] for i, f in enumerate(final)])
+            for k, part in enumerate(observation)
+        )
     return np.stack([f if f is not None else observation[i] for i, f in enumerate(final)])

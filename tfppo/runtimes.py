@@ -19,6 +19,7 @@ import numpy as np
 
 from tfppo.config import ConfigError
 from tfppo.convert import METADATA_KEY  # convert imports no TensorFlow at module level
+from tfppo.observations import ObservationSpec, export_feed
 
 
 def detect(path: str) -> tuple[str, str]:
@@ -52,9 +53,17 @@ class ExportedModel:
         self.has_mask = bool(metadata["has_mask"])
         self.observation_shape = tuple(metadata["observation_shape"])
         self.mask_width = _mask_width(metadata)
+        spec = (metadata.get("spec") or {}).get("observation")
+        self.observation_spec = ObservationSpec.from_dict(spec) if spec else None
+
+    def feed(self, observation) -> dict[str, np.ndarray]:
+        """The model's observation inputs from a stored batch (tfppo.observations.export_feed)."""
+        if self.observation_spec is None:  # exported before observation kinds: one float vector
+            return {"observation": np.asarray(observation, np.float32)}
+        return export_feed(self.observation_spec, observation)
 
     def inputs(self, observation, mask) -> dict[str, np.ndarray]:
-        named = {"observation": observation}
+        named = self.feed(observation)
         if self.has_mask:
             if mask is None:
                 raise ValueError("this policy was trained with action masks: pass mask")
@@ -66,7 +75,7 @@ class ExportedModel:
 
     def act(self, observation, mask=None) -> np.ndarray:
         """The action as tfppo stores it: [B] / [B, A] / [B, len(nvec)], hybrid [B, 1 + P]."""
-        out = self.action(np.asarray(observation, np.float32), mask)
+        out = self.action(observation, mask)
         if "action_type" in out:
             return np.concatenate([out["action_type"][:, None].astype(np.float32), out["parameters"]], -1)
         return out["action"]
@@ -97,7 +106,7 @@ class SavedModel(ExportedModel):
         return {key: value.numpy() for key, value in out.items()}
 
     def value(self, observation):
-        return self.model.value(observation)["value"].numpy()
+        return self.model.value(**self.feed(observation))["value"].numpy()
 
 
 class TFLiteModel(ExportedModel):
@@ -119,7 +128,7 @@ class TFLiteModel(ExportedModel):
         return self.runners["action"](**self.inputs(observation, mask))
 
     def value(self, observation):
-        return self.runners["value"](observation=observation)["value"]
+        return self.runners["value"](**self.feed(observation))["value"]
 
 
 def read_tflite_metadata(flatbuffer: bytes) -> dict:
@@ -163,7 +172,7 @@ class OnnxModel(ExportedModel):
         return dict(zip(self.action_names, out, strict=True))
 
     def value(self, observation):
-        named = {"observation": observation}
+        named = self.feed(observation)
         if self.has_mask:  # One graph serves both outputs; the value ignores the mask.
             named["mask"] = np.ones((len(observation), self.mask_width), bool)
         return self.session.run(["value"], named)[0]

@@ -49,6 +49,11 @@ class LoadedPolicy:
         self.model, self.path = model, path
         self.metadata = json.loads(model.metadata()["json"].numpy().decode())
         self.observation_shape = tuple(self.metadata["observation_shape"])
+        # One input per observation component (tfppo.observations.export_inputs); models exported
+        # before observation kinds take one float32 "observation".
+        self.inputs = self.metadata.get("inputs") or [
+            {"name": "observation", "key": "", "dtype": "float32", "shape": list(self.observation_shape)}
+        ]
         self.has_mask = bool(self.metadata["has_mask"])
         self.kind = self.metadata["action_kind"]
         action = (self.metadata.get("spec") or {}).get("action", {})
@@ -58,22 +63,41 @@ class LoadedPolicy:
         self._rng = np.random.default_rng()
 
     def _observation(self, observation):
-        """(observation [B, *shape] float32, whether it was a single one, the mask a Dict carried)."""
+        """(the model's inputs, each [B, *shape], whether one observation was given, the mask a
+        Dict carried). Takes what the env gives: an array, or a dict / tuple of them."""
         carried = None
-        if isinstance(observation, dict):  # A Dict observation that carries the action mask.
+        if isinstance(observation, dict):
             carried = observation.get(MASK_KEY)
-            (key,) = [k for k in observation if k != MASK_KEY]
-            observation = observation[key]
-        observation = np.asarray(observation, np.float32)
-        single = observation.shape == self.observation_shape
+            observation = {k: v for k, v in observation.items() if k != MASK_KEY}
+            if len(self.inputs) == 1:  # One observation key beside the mask.
+                (observation,) = observation.values()
+                parts = [observation]
+            else:
+                missing = [i["key"] for i in self.inputs if i["key"] not in observation]
+                if missing:
+                    raise ValueError(f"observation without the key(s) {missing}; expected {self._expected()}")
+                parts = [observation[i["key"]] for i in self.inputs]
+        elif len(self.inputs) > 1:
+            if not isinstance(observation, (tuple, list)) or len(observation) != len(self.inputs):
+                raise ValueError(f"observation {type(observation).__name__}; expected {self._expected()}")
+            parts = list(observation)
+        else:
+            parts = [observation]
+        arrays = [np.asarray(part, info["dtype"]) for part, info in zip(parts, self.inputs, strict=True)]
+        single = arrays[0].shape == tuple(self.inputs[0]["shape"])
+        for array, info in zip(arrays, self.inputs, strict=True):
+            shape = tuple(info["shape"])
+            if (array.shape != shape) if single else (array.shape[1:] != shape):
+                raise ValueError(
+                    f"observation {info['name']!r} of shape {array.shape}; expected {shape} or a batch "
+                    f"[B, {', '.join(map(str, shape))}]"
+                )
         if single:
-            observation = observation[None]
-        elif observation.shape[1:] != self.observation_shape:
-            raise ValueError(
-                f"observation of shape {observation.shape}; expected {self.observation_shape} "
-                f"or a batch [B, {', '.join(map(str, self.observation_shape))}]"
-            )
-        return observation, single, carried
+            arrays = [array[None] for array in arrays]
+        return arrays, single, carried
+
+    def _expected(self) -> str:
+        return ", ".join(f"{i['key'] or i['name']}: {i['dtype']} {tuple(i['shape'])}" for i in self.inputs)
 
     def _mask(self, mask, batch: int, single: bool):
         """[B, W] bool, or None for a policy trained without masks."""
@@ -101,9 +125,9 @@ class LoadedPolicy:
         """
         import tensorflow as tf
 
-        observation, single, carried = self._observation(observation)
-        mask = self._mask(carried if mask is None else mask, len(observation), single)
-        args = [tf.constant(observation)] + ([tf.constant(mask)] if mask is not None else [])
+        arrays, single, carried = self._observation(observation)
+        mask = self._mask(carried if mask is None else mask, len(arrays[0]), single)
+        args = [tf.constant(a) for a in arrays] + ([tf.constant(mask)] if mask is not None else [])
         if deterministic:
             out = self.model.action(*args)
         else:
@@ -134,8 +158,8 @@ class LoadedPolicy:
 
     def value(self, observation) -> np.ndarray | float:
         """V(s) for one observation (a float) or a batch ([B])."""
-        observation, single, _ = self._observation(observation)
-        value = self.model.value(observation)["value"].numpy()
+        arrays, single, _ = self._observation(observation)
+        value = self.model.value(*arrays)["value"].numpy()
         return float(value[0]) if single else value
 
     def __repr__(self) -> str:

@@ -107,7 +107,7 @@ class Trainer:
         worker = cluster.index if cluster else 0
         configure_threads(config)
         self.source = source or envs_lib.source_of(None, config)
-        self.probed = probed or envs_lib.probe(self.source, config.use_mask)
+        self.probed = probed or envs_lib.probe(self.source, config.use_mask, config.image_layout)
         self.spec = self.probed.spec
         seed_everything(config)
         self.env = vector_env or envs_lib.make_vector_env(config, self.source, self.probed)
@@ -130,6 +130,7 @@ class Trainer:
             RETURN_WINDOW,
             normalizers=self.normalizers,
             train_on_clipped_actions=config.train_on_clipped_actions,
+            env_episodes=self.probed.reports_episodes,
         )
         # Python mirrors of the checkpointed counters; _sync_state writes them back.
         self.updates = int(self.state.updates.numpy())
@@ -183,8 +184,8 @@ class Trainer:
         if unsupported:
             if self.is_chief:
                 print(
-                    f"tfppo: acting with the compiled TF policy: the NumPy mirror cannot follow the "
-                    f"custom torso ({', '.join(unsupported)})",
+                    f"tfppo: acting with the compiled TF policy: the NumPy mirror follows MLP torsos "
+                    f"on vector observations, not this one ({', '.join(unsupported)})",
                     flush=True,
                 )
             return self.tf_policy
