@@ -188,6 +188,27 @@ class TwoWorkerRunTest(absltest.TestCase):
         with open(os.path.join(logdir, "metrics.jsonl")) as f:
             self.assertEqual([json.loads(line)["global_step"] for line in f], [256, 512, 768, 1024])
 
+    def test_dict_observations_with_images_train_on_two_workers(self):
+        # An image, a vector (normalised: statistics merged over the workers) and a Discrete key.
+        logdir = os.path.join(make_tempdir(self), "run")
+        result = run_launcher(
+            [
+                "--num_workers=2",
+                "--",
+                "--env=tests.fake_envs:DictObservation-v0",
+                f"--logdir={logdir}",
+                "--total_timesteps=512",
+                "--num_envs=4",
+                "--norm_obs",
+                "--eval_episodes=1",
+            ]
+        )
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
+        digests = re.findall(r"weights digest ([0-9a-f]{16})", result.stdout)
+        self.assertLen(digests, 2)
+        self.assertEqual(digests[0], digests[1])
+        self.assertTrue(os.path.isfile(os.path.join(logdir, "saved_model", "saved_model.pb")))
+
     def test_a_dead_worker_stops_the_run_and_resume_continues_it(self):
         logdir = os.path.join(make_tempdir(self), "run")
         checkpoints = os.path.join(logdir, "checkpoints")

@@ -292,6 +292,28 @@ class EndToEndTest(tf.test.TestCase, parameterized.TestCase):
         env.close()
 
 
+class ConvertTest(tf.test.TestCase):
+    def test_tflite_and_onnx_take_dict_observations_like_the_saved_model(self):
+        from tfppo import convert, runtimes
+
+        root = make_tempdir(self)
+        config = dataclasses.replace(TINY, env="tests.fake_envs:DictObservation-v0", eval_episodes=0)
+        with redirect_stdout(io.StringIO()):
+            summary = tfppo.train(config, logdir=os.path.join(root, "run"))
+        env = fake_envs.DictObservationEnv()
+        spec = envs_lib.probe(envs_lib.source_from_id(config.env)).spec
+        rows = [env.reset(seed=s)[0] for s in range(6)]
+        stored = spec.observation.pack({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+        mask = np.stack([r["action_mask"] for r in rows]).astype(bool)
+        reference = runtimes.open_model(summary["saved_model"])
+        expected = reference.act(stored, mask)
+        for fmt in ("tflite", "onnx"):
+            path = convert.convert(summary["saved_model"], os.path.join(root, f"policy.{fmt}"), fmt)
+            model = runtimes.open_model(path)
+            self.assertAllEqual(model.act(stored, mask), expected, msg=fmt)
+            self.assertAllClose(model.value(stored), reference.value(stored), atol=1e-5, msg=fmt)
+
+
 class LearningTest(tf.test.TestCase):
     def test_image_and_dict_policies_learn(self):
         # ImageSide: optimum 8, random 4; DictObservation: optimum 8, random ~2.7 (mask: ~4).

@@ -141,19 +141,21 @@ def to_onnx(saved_model: str, out: str) -> str:
     new_file(out)
     meta = _metadata(saved_model, format="onnx")
     model = tf.saved_model.load(saved_model)
-    _, named = model.signatures["action"].structured_input_signature
-    specs = [
-        tf.TensorSpec(named[key].shape, named[key].dtype, name=key)
-        for key in ("observation", "mask")
-        if key in named
-    ]
+    from tfppo.export import signature  # named parameters, as the SavedModel's signatures
 
-    def policy(observation, mask=None):
-        out = dict(model.action(observation, mask) if mask is not None else model.action(observation))
-        out["value"] = model.value(observation)["value"]
+    _, named = model.signatures["action"].structured_input_signature
+    # The observation inputs in the model's order (metadata "inputs"), then the mask.
+    order = [i["name"] for i in meta.get("inputs") or [{"name": "observation"}]] + ["mask"]
+    specs = [tf.TensorSpec(named[key].shape, named[key].dtype, name=key) for key in order if key in named]
+    observation_names = [spec.name for spec in specs if spec.name != "mask"]
+
+    def policy(*args):
+        inputs = {spec.name: value for spec, value in zip(specs, args, strict=True)}
+        out = dict(model.action(**inputs))
+        out["value"] = model.value(**{key: inputs[key] for key in observation_names})["value"]
         return out
 
-    function = tf.function(policy, input_signature=specs)
+    function = signature(policy, specs)
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=ONNX_OPSET)
     except Exception as error:  # tf2onnx raises ValueError, RuntimeError, ... by stage.

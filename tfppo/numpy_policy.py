@@ -45,7 +45,10 @@ def unsupported_layers(actor, critic) -> list[str]:
 
     found = []
     for torso in (actor.torso, critic.torso):
-        if isinstance(torso, ObservationTorso) and torso.encoded:
+        if isinstance(torso, ObservationTorso):
+            if not torso.encoded and torso.spec.single is None:  # a custom torso on a Dict / Tuple
+                found.append(type(torso.body).__name__)
+                continue
             for index in torso.image_encoders:
                 for layer in getattr(torso, f"cnn_{index}").layers:
                     if type(layer) is keras.layers.Conv2D:

@@ -192,8 +192,8 @@ class Trainer:
         if unsupported:
             if self.is_chief:
                 print(
-                    f"tfppo: acting with the compiled TF policy: the NumPy mirror follows MLP torsos "
-                    f"on vector observations, not this one ({', '.join(unsupported)})",
+                    f"tfppo: acting with the compiled TF policy: the NumPy mirror follows tfppo's "
+                    f"encoders and Dense layers, not this torso ({', '.join(unsupported)})",
                     flush=True,
                 )
             return self.tf_policy
