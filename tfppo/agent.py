@@ -55,7 +55,7 @@ class Agent:
         self.spec, self.config = spec, config
         self.actor, self.critic = networks.build(spec, config, torso, critic_torso)
         self.custom_network = torso is not None or critic_torso is not None
-        self.tf_policy = Policy(self.actor, self.critic, spec, config.seed)
+        self.tf_policy = Policy(self.actor, self.critic, spec, config.seed, config.num_envs)
         self.learner = learner_lib.Learner(self.actor, self.critic, spec, config, replicas)
         self.state = TrainState()
         self.normalizers = Normalizers(spec.observation, config.num_envs, config, replicas)

@@ -12,7 +12,7 @@ import json
 import math
 
 METHODS = ("clip", "kl_pen")
-SIGMA_MODES = ("fixed", "state_independent", "state_dependent")
+SIGMA_MODES = ("fixed", "state_independent", "state_dependent", "gsde")
 ACTIVATIONS = ("tanh", "relu", "elu")
 NORM_ADV_MODES = ("none", "batch", "minibatch")
 KL_RULES = ("ppo", "dppo")
@@ -122,6 +122,10 @@ class Config:
     sigma: str = "state_independent"
     sigma_init: float = 1.0  # the fixed sigma, or the initial one for the trained modes.
     sigma_min: float = 1e-3  # floor added to every sigma so it never collapses to 0.
+    # gSDE (--sigma=gsde): exploration weights resampled every sde_sample_freq env steps (-1: at
+    # each rollout start only); full_std: one log-std per (feature, action) pair, else per feature.
+    sde_sample_freq: int = -1
+    gsde_full_std: bool = True
     squash_mean: bool = False  # loc = tanh(x) scaled to the Box bounds (the tutorial's 2*tanh).
     shared_torso: bool = False  # one torso for actor and critic, trained with one optimizer.
     ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
@@ -197,6 +201,10 @@ def validate(config: Config) -> None:
     )
     _choice("method", config.method, METHODS)
     _choice("sigma", config.sigma, SIGMA_MODES)
+    _require(
+        config.sde_sample_freq == -1 or config.sde_sample_freq >= 1,
+        f"--sde_sample_freq={config.sde_sample_freq} must be -1 (at each rollout start) or >= 1 env steps",
+    )
     _choice("activation", config.activation, ACTIVATIONS)
     _choice("norm_adv", config.norm_adv, NORM_ADV_MODES)
     _choice("kl_rule", config.kl_rule, KL_RULES)

@@ -215,6 +215,7 @@ class ExportedPolicy(tf.Module):
 
         def params(observation):
             params = dict(actor.params(normalize(observation)))
+            params.pop("latent", None)  # gSDE's features: the export samples the marginal Normal
             if "logits" in params:
                 params["logits"] = finite_logits(params["logits"])
             return params

@@ -69,7 +69,10 @@ HELP = {
     "hidden_sizes": "Hidden layer sizes of actor and critic, comma separated.",
     "critic_hidden_sizes": "Critic hidden layer sizes if they differ from --hidden_sizes (the tutorial's DPPO: actor 200, critic 100); empty: the same.",
     "activation": "Hidden layer activation.",
-    "sigma": "Box actions: fixed (sigma_init, not trained), state_independent (trained log-std), state_dependent (a softplus head).",
+    "sigma": "Box actions: fixed (sigma_init, not trained), state_independent (trained log-std), state_dependent (a "
+    "softplus head), gsde (generalized state-dependent exploration: noise = features x resampled weights).",
+    "sde_sample_freq": "gSDE: resample the exploration weights every N env steps (-1: at each rollout start only).",
+    "gsde_full_std": "gSDE: one trained log-std per (feature, action) pair (false: one per feature).",
     "sigma_init": "The fixed sigma, or the initial sigma of the trained modes.",
     "sigma_min": "Floor added to sigma so it never collapses to 0.",
     "squash_mean": "Box actions: mean = tanh scaled to the bounds (the tutorial's 2 * tanh on Pendulum).",

@@ -167,13 +167,20 @@ class GaussianHead(keras.layers.Layer):
     """features [B, H] -> {"loc": [B, A], "scale": [B, A]}, with scale >= sigma_min.
 
     sigma modes: "fixed" (sigma_init, never trained), "state_independent" (a trained log-std
-    vector, the usual PPO choice) or "state_dependent" (a softplus head on the torso, as in the
-    Morvan tutorial).
+    vector, the usual PPO choice), "state_dependent" (a softplus head on the torso, as in the
+    Morvan tutorial) or "gsde" (generalized state-dependent exploration, Raffin et al. 2021:
+    the noise is features @ W with W ~ N(0, exp(log_std)^2) resampled now and then, so the
+    action's marginal is Normal(loc, sqrt(features^2 @ exp(log_std)^2)); the head also returns
+    the features as "latent", which acting multiplies by the sampled W).
     """
 
     def __init__(self, spec: ActionSpec, config: Config, **kwargs):
         super().__init__(**kwargs)
         self.sigma_mode = config.sigma
+        if self.sigma_mode == "gsde" and spec.kind != "box":
+            raise ConfigError(f"--sigma=gsde applies to Box actions; the action space is {spec.kind}")
+        self.gsde_full_std = config.gsde_full_std
+        self.raw_init = max(config.sigma_init - config.sigma_min, 1e-6)
         self.sigma_init = config.sigma_init
         self.sigma_min = config.sigma_min
         self.squash_mean = config.squash_mean
@@ -203,6 +210,15 @@ class GaussianHead(keras.layers.Layer):
                 name="scale",
             )
 
+    def build(self, input_shape) -> None:
+        if self.sigma_mode == "gsde":  # [F, A] (or [F, 1]): F, the features' width, is known now
+            columns = self.loc.units if self.gsde_full_std else 1
+            self.log_std = self.add_weight(
+                shape=(int(input_shape[-1]), columns),
+                initializer=keras.initializers.Constant(math.log(self.raw_init)),
+                name="log_std",
+            )
+
     def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         loc = self.loc(features)
         if self.squash_mean:
@@ -211,9 +227,24 @@ class GaussianHead(keras.layers.Layer):
             scale = tf.fill(tf.shape(loc), tf.constant(self.sigma_init, loc.dtype))
         elif self.sigma_mode == "state_independent":
             scale = tf.broadcast_to(tf.exp(self.log_std) + self.sigma_min, tf.shape(loc))
+        elif self.sigma_mode == "gsde":
+            # The features are not trained through the noise (SB3's learn_features=False).
+            latent = tf.stop_gradient(features)
+            variance = tf.matmul(tf.square(latent), tf.square(gsde_std(self.log_std, self.loc.units)))
+            scale = tf.sqrt(variance + GSDE_EPSILON) + self.sigma_min
+            return {"loc": loc, "scale": scale, "latent": latent}
         else:
             scale = tf.nn.softplus(self.scale_head(features)) + self.sigma_min
         return {"loc": loc, "scale": scale}
+
+
+GSDE_EPSILON = 1e-6  # inside the square root, as SB3's StateDependentNoiseDistribution
+
+
+def gsde_std(log_std, num_actions: int):
+    """gSDE: the exploration weights' std [F, A] (a per-feature log-std [F, 1] broadcast)."""
+    std = tf.exp(log_std)
+    return tf.broadcast_to(std, [tf.shape(std)[0], num_actions])
 
 
 class HybridHead(keras.layers.Layer):

@@ -13,6 +13,8 @@ import numpy as np
 
 from tfppo.envs import EnvSpec
 
+GSDE_EPSILON = 1e-6  # as tfppo.networks.GSDE_EPSILON (this module imports no TensorFlow)
+
 _ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0.0),
@@ -190,12 +192,16 @@ def _torso_mirror(torso, weights):
 class NumpyPolicy:
     """Same interface as tfppo.policy.Policy: step, mode and value on NumPy arrays."""
 
-    def __init__(self, actor, critic, spec: EnvSpec, seed: int):
+    def __init__(self, actor, critic, spec: EnvSpec, seed: int, num_envs: int = 1):
+        """num_envs: the batch `step` acts for (gSDE keeps one exploration matrix per env)."""
         self.actor, self.critic, self.spec = actor, critic, spec
         self.kind = spec.action.kind
         self.rng = np.random.default_rng(seed)
+        self.num_envs = num_envs
         self.checked = False  # the first step compares this mirror with the Keras networks
         self.sync()
+        if self.sigma_mode == "gsde":
+            self.reset_noise()
 
     def sync(self, weights: dict | None = None) -> None:
         """Copies the current weights of the Keras models.
@@ -207,6 +213,7 @@ class NumpyPolicy:
         self.actor_torso = _torso_mirror(self.actor.torso, weights)
         self.critic_torso = _torso_mirror(self.critic.torso, weights)
         self.value_head = [_dense(self.critic.value, weights)]
+        self.sigma_mode = None
         if self.kind in ("discrete", "multi_discrete", "binary"):
             self.logits_head = [_dense(head.logits, weights)]
             return
@@ -219,6 +226,10 @@ class NumpyPolicy:
             self.fixed_scale = np.float32(head.sigma_init)
         elif self.sigma_mode == "state_independent":
             self.fixed_scale = (np.exp(_read(head.log_std, weights)) + head.sigma_min).astype(np.float32)
+        elif self.sigma_mode == "gsde":
+            log_std = _read(head.log_std, weights)
+            self.gsde_std = np.broadcast_to(np.exp(log_std), (log_std.shape[0], self.spec.action.dim))
+            self.sigma_min = np.float32(head.sigma_min)
         else:
             self.scale_head = [_dense(head.scale_head, weights)]
             self.sigma_min = np.float32(head.sigma_min)
@@ -237,6 +248,10 @@ class NumpyPolicy:
             loc = self.center + self.half_range * np.tanh(loc)
         if self.sigma_mode == "state_dependent":
             scale = np.logaddexp(0.0, _forward(self.scale_head, features)) + self.sigma_min
+        elif self.sigma_mode == "gsde":  # networks.GaussianHead's gSDE scale, and the features
+            variance = np.square(features) @ np.square(self.gsde_std)
+            scale = np.sqrt(variance + GSDE_EPSILON) + self.sigma_min
+            params["latent"] = features.astype(np.float32)
         else:
             scale = np.broadcast_to(self.fixed_scale, loc.shape)
         params.update(loc=loc.astype(np.float32), scale=scale.astype(np.float32))
@@ -244,6 +259,12 @@ class NumpyPolicy:
 
     def value(self, observation: np.ndarray) -> np.ndarray:
         return _forward(self.value_head, self.critic_torso(observation))[:, 0]
+
+    def reset_noise(self) -> None:
+        """gSDE: new exploration weights [B, F, A] ~ N(0, std^2) for every env."""
+        if self.sigma_mode == "gsde":
+            shape = (self.num_envs, *self.gsde_std.shape)
+            self.exploration = (self.rng.standard_normal(shape) * self.gsde_std).astype(np.float32)
 
     def _categorical(self, logits, mask, sample: bool) -> np.ndarray:
         """Samples (Gumbel-max) or takes the argmax of each row; [B, W] logits -> [B] int32."""
@@ -268,7 +289,10 @@ class NumpyPolicy:
             parts = np.split(params["logits"], bounds, axis=1)
             return np.stack([self._categorical(p, m, sample) for p, m in zip(parts, masks, strict=True)], -1)
         loc = params["loc"]
-        continuous = loc + params["scale"] * self.rng.standard_normal(loc.shape) if sample else loc
+        if sample and "latent" in params:  # gSDE: the features through this env's weights
+            continuous = loc + np.einsum("bf,bfa->ba", params["latent"], self.exploration)
+        else:
+            continuous = loc + params["scale"] * self.rng.standard_normal(loc.shape) if sample else loc
         if self.kind == "box":
             return continuous.astype(np.float32)
         action_type = self._categorical(params["logits"], mask, sample).astype(np.float32)

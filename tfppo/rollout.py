@@ -159,8 +159,19 @@ class Collector:
             return observation
         return self.normalizers.observation(observation, update)
 
-    def collect(self, rollout: Rollout, policy_step: PolicyStep, value_fn: ValueFn) -> None:
+    def collect(
+        self,
+        rollout: Rollout,
+        policy_step: PolicyStep,
+        value_fn: ValueFn,
+        reset_noise: Callable[[], None] | None = None,
+        noise_every: int = -1,
+    ) -> None:
+        """Fills `rollout`. reset_noise (gSDE): called at the start and, with noise_every > 0,
+        before every noise_every-th step."""
         for t in range(rollout.num_steps):
+            if reset_noise is not None and (t == 0 or (noise_every > 0 and t % noise_every == 0)):
+                reset_noise()
             envs_lib.check_mask(self.mask, self.spec.action, self.env_steps)
             out = policy_step(self.observation, self.mask)
             rollout.observation[t] = self.observation

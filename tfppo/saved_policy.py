@@ -88,8 +88,9 @@ class LoadedPolicy:
         for array, info in zip(arrays, self.inputs, strict=True):
             shape = tuple(info["shape"])
             if (array.shape != shape) if single else (array.shape[1:] != shape):
+                label = f"observation {info['name']!r}" if len(self.inputs) > 1 else "observation"
                 raise ValueError(
-                    f"observation {info['name']!r} of shape {array.shape}; expected {shape} or a batch "
+                    f"{label} of shape {array.shape}; expected {shape} or a batch "
                     f"[B, {', '.join(map(str, shape))}]"
                 )
         if single:

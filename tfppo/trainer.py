@@ -206,7 +206,7 @@ class Trainer:
                     flush=True,
                 )
             return self.tf_policy
-        return NumpyPolicy(self.actor, self.critic, self.spec, seed)
+        return NumpyPolicy(self.actor, self.critic, self.spec, seed, self.config.num_envs)
 
     def _done(self) -> bool:
         config = self.config
@@ -276,7 +276,9 @@ class Trainer:
     def _update_once(self) -> dict[str, float]:
         config = self.config
         started = time.perf_counter()
-        self.collector.collect(self.rollout, self.policy.step, self.policy.value)
+        self.collector.collect(
+            self.rollout, self.policy.step, self.policy.value, self.policy.reset_noise, config.sde_sample_freq
+        )
         collected = time.perf_counter()
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics, weights = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
