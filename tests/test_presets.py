@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import os
 
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -12,6 +13,9 @@ from tfppo import trainer
 from tfppo.flags import config_from_flagfile
 
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
+# CleanRL's Atari presets: one update of 8 x 128 frames costs ~10-20 s on a 2-core CPU (the
+# Nature CNN's 16 minibatch steps), so the default run cuts their batch; `-m slow` runs them whole.
+HEAVY = tuple(path for path in FLAGFILES if os.path.basename(path).startswith("atari_"))
 
 
 def tempdir(test):
@@ -25,6 +29,16 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.named_parameters((os.path.basename(path)[: -len(".flags")], path) for path in FLAGFILES)
     def test_preset_runs_one_update(self, path):
         config = config_from_flagfile(path)
+        if path in HEAVY:  # the flags and networks as they are, a smaller batch
+            config = dataclasses.replace(config, num_envs=2, num_steps=32, num_minibatches=1)
+        self.run_one_update(config)
+
+    @pytest.mark.slow
+    @parameterized.named_parameters((os.path.basename(path)[: -len(".flags")], path) for path in HEAVY)
+    def test_heavy_preset_runs_one_whole_update(self, path):
+        self.run_one_update(config_from_flagfile(path))
+
+    def run_one_update(self, config):
         one_update = dataclasses.replace(
             config, total_timesteps=config.batch_size, max_episodes=0, eval_episodes=0
         )
