@@ -61,7 +61,9 @@ def policy_actions(logdir: str, env, states: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--logdirs", required=True, help="comma-separated tfppo run directories")
     parser.add_argument("--out", default="", help="also write the rows as JSON to this file")
     args = parser.parse_args()

@@ -149,6 +149,7 @@ class DocCommandsTest(absltest.TestCase):
         import scaling  # noqa: PLC0415
         import serving  # noqa: PLC0415
         import speed_vs_sb3  # noqa: PLC0415
+        import tabular_optimum  # noqa: PLC0415
         import time_breakdown  # noqa: PLC0415
         import vector_modes  # noqa: PLC0415
 
@@ -166,8 +167,18 @@ class DocCommandsTest(absltest.TestCase):
             elif argv[0] == "benchmarks/time_breakdown.py":  # Run for real in test_benchmarks.py.
                 args = time_breakdown.build_parser().parse_args(argv[1:])
                 texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
-            elif argv[0] in ("benchmarks/scaling.py", "benchmarks/vector_modes.py", "benchmarks/serving.py"):
-                module = {"scaling.py": scaling, "vector_modes.py": vector_modes, "serving.py": serving}
+            elif argv[0] in (
+                "benchmarks/scaling.py",
+                "benchmarks/vector_modes.py",
+                "benchmarks/serving.py",
+                "benchmarks/tabular_optimum.py",
+            ):
+                module = {
+                    "scaling.py": scaling,
+                    "vector_modes.py": vector_modes,
+                    "serving.py": serving,
+                    "tabular_optimum.py": tabular_optimum,
+                }
                 module = module[os.path.basename(argv[0])]
                 module.build_parser().parse_args(argv[1:])
                 texts = []

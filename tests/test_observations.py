@@ -16,7 +16,7 @@ from absl.testing import parameterized
 
 import tfppo
 from tests import fake_envs
-from tests.helpers import make_tempdir, run_module
+from tests.helpers import REPO, make_tempdir, run_module
 from tfppo import agent as agent_lib
 from tfppo import distributions, networks, numpy_policy, observations, trainer
 from tfppo import envs as envs_lib
@@ -367,6 +367,27 @@ class EpisodeStatisticsTest(tf.test.TestCase):
         self.assertTrue(all(length == 8 for length in lengths), lengths)  # whole env episodes
         returns = np.array(run.collector.recent_returns)
         self.assertTrue(np.all(returns == np.round(returns)), returns)  # raw rewards (integers)
+
+
+class TabularOptimumTest(tf.test.TestCase):
+    def test_exact_values_on_known_envs(self):
+        sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import tabular_optimum  # noqa: PLC0415
+
+        taxi = gym.make("Taxi-v4")
+        P, states, actions, start = tabular_optimum.transition_table(taxi)
+        self.assertAlmostEqual(
+            float(start @ tabular_optimum.evaluate(P, states, None, actions)), 7.93, places=6
+        )
+        lake = gym.make("FrozenLake-v1", is_slippery=False)  # 4x4: the goal is 6 steps away
+        P, states, actions, start = tabular_optimum.transition_table(lake)
+        self.assertAlmostEqual(float(start @ tabular_optimum.evaluate(P, states, None, actions)), 1.0)
+        right_then_down = np.array([2, 2, 1, 0, 1, 0, 1, 0, 2, 2, 1, 0, 0, 2, 2, 0])  # reaches the goal
+        self.assertAlmostEqual(
+            float(start @ tabular_optimum.evaluate(P, states, right_then_down, actions)), 1.0
+        )
+        always_left = np.zeros(states, np.int64)  # never leaves the start: value 0
+        self.assertEqual(float(start @ tabular_optimum.evaluate(P, states, always_left, actions)), 0.0)
 
 
 class CliTest(tf.test.TestCase):
