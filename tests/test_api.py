@@ -17,22 +17,14 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 import tfppo
-from tests.helpers import REPO, make_tempdir, run_module
+from tests.helpers import REPO, make_tempdir, run_module, tiny_config
 from tfppo import agent as agent_lib
 from tfppo import envs as envs_lib
 from tfppo import rundir, trainer
 from tfppo.config import ConfigError
 from tfppo.numpy_policy import NumpyPolicy, ParityError
 
-TINY = tfppo.Config(
-    total_timesteps=256,
-    num_envs=2,
-    num_steps=32,
-    actor_epochs=2,
-    critic_epochs=2,
-    eval_episodes=2,
-    hidden_sizes=(16,),
-)
+TINY = tiny_config()
 
 
 class Corridor(gym.Env):

@@ -163,6 +163,14 @@ def run_launcher(args, timeout=300):
 
 
 class TwoWorkerRunTest(absltest.TestCase):
+    def assert_one_digest(self, result) -> list[str]:
+        """The run succeeded and both workers ended with the same weights (and statistics)."""
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
+        digests = re.findall(r"weights digest ([0-9a-f]{16})", result.stdout)
+        self.assertLen(digests, 2)
+        self.assertEqual(digests[0], digests[1])
+        return digests
+
     def test_replicas_end_identical_and_only_the_chief_writes(self):
         logdir = os.path.join(make_tempdir(self), "run")
         result = run_launcher(
@@ -175,10 +183,7 @@ class TwoWorkerRunTest(absltest.TestCase):
                 "--eval_episodes=1",
             ]
         )
-        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
-        digests = re.findall(r"weights digest ([0-9a-f]{16})", result.stdout)
-        self.assertLen(digests, 2)
-        self.assertEqual(digests[0], digests[1])
+        digests = self.assert_one_digest(result)
         with open(os.path.join(logdir, "summary.json")) as f:
             summary = json.load(f)
         self.assertEqual(summary["num_workers"], 2)
@@ -203,10 +208,7 @@ class TwoWorkerRunTest(absltest.TestCase):
                 "--eval_episodes=1",
             ]
         )
-        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
-        digests = re.findall(r"weights digest ([0-9a-f]{16})", result.stdout)
-        self.assertLen(digests, 2)
-        self.assertEqual(digests[0], digests[1])
+        self.assert_one_digest(result)
         self.assertTrue(os.path.isfile(os.path.join(logdir, "saved_model", "saved_model.pb")))
 
     def test_a_dead_worker_stops_the_run_and_resume_continues_it(self):

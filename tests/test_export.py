@@ -5,15 +5,13 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tests.helpers import make_tempdir, run_module
+from tests.helpers import blocking_prelude, make_tempdir, run_module, run_script
 from tfppo import distributions, envs, networks
 from tfppo import export as export_lib
 from tfppo.config import Config
@@ -37,17 +35,10 @@ HYBRID = EnvSpec(
 )
 
 # Runs in a fresh interpreter where tfppo, tfp and gymnasium cannot be imported.
-TF_ONLY_SCRIPT = r"""
-import importlib.abc, json, sys
-import numpy as np
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("tfppo", "tensorflow_probability", "gymnasium", "tf_keras"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if p not in ("", ".")]
+TF_ONLY_SCRIPT = (
+    blocking_prelude("tfppo", "tensorflow_probability", "gymnasium", "tf_keras")
+    + r"""
+import json
 import tensorflow as tf
 
 model = tf.saved_model.load(sys.argv[1])
@@ -68,6 +59,7 @@ for key, value in model.signatures["action"](**named).items():
 np.savez(sys.argv[3], **out)
 print(json.loads(model.metadata()["json"].numpy())["env"])
 """
+)
 
 
 def build(spec, **overrides):
@@ -114,21 +106,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         inputs = inputs_for(spec, rng)
         directory = make_tempdir(self)
         np.savez(os.path.join(directory, "in.npz"), **inputs)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                TF_ONLY_SCRIPT,
-                path,
-                os.path.join(directory, "in.npz"),
-                os.path.join(directory, "out.npz"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=directory,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        )
+        files = (os.path.join(directory, name) for name in ("in.npz", "out.npz"))
+        result = run_script(TF_ONLY_SCRIPT, path, *files, cwd=directory)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertEqual(result.stdout.strip().splitlines()[-1], "Test-v0")
         out = np.load(os.path.join(directory, "out.npz"))

@@ -5,7 +5,6 @@ training, checkpoints, export and the errors for spaces no encoder reads."""
 import dataclasses
 import io
 import os
-import subprocess
 import sys
 from contextlib import redirect_stdout
 
@@ -16,7 +15,7 @@ from absl.testing import parameterized
 
 import tfppo
 from tests import fake_envs
-from tests.helpers import REPO, make_tempdir, run_module
+from tests.helpers import REPO, blocking_prelude, make_tempdir, run_module, run_script, tiny_config
 from tfppo import agent as agent_lib
 from tfppo import distributions, networks, numpy_policy, observations, trainer
 from tfppo import envs as envs_lib
@@ -24,15 +23,7 @@ from tfppo.config import Config, ConfigError
 
 spaces = gym.spaces
 
-TINY = tfppo.Config(
-    total_timesteps=128,
-    num_envs=2,
-    num_steps=32,
-    actor_epochs=2,
-    critic_epochs=2,
-    eval_episodes=2,
-    hidden_sizes=(16,),
-)
+TINY = tiny_config(total_timesteps=128)
 
 # (env id, env kwargs): one of each observation kind (and MultiBinary actions).
 KINDS = (
@@ -49,17 +40,9 @@ KINDS = (
 )
 
 # The tfppo packages and the env packages blocked: the export must run on TensorFlow alone.
-TF_ONLY_SCRIPT = r"""
-import importlib.abc, sys
-import numpy as np
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("tfppo", "tensorflow_probability", "gymnasium", "tf_keras", "tests"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if p not in ("", ".")]
+TF_ONLY_SCRIPT = (
+    blocking_prelude("tfppo", "tensorflow_probability", "gymnasium", "tf_keras", "tests")
+    + r"""
 import tensorflow as tf
 
 model = tf.saved_model.load(sys.argv[1])
@@ -67,6 +50,7 @@ inputs = dict(np.load(sys.argv[2]))
 out = {key: value.numpy() for key, value in model.signatures["action"](**inputs).items()}
 np.savez(sys.argv[3], **out)
 """
+)
 
 
 def space_spec(space, layout="auto"):
@@ -263,20 +247,8 @@ class EndToEndTest(tf.test.TestCase, parameterized.TestCase):
             feed["mask"] = mask
         directory = make_tempdir(self)
         np.savez(os.path.join(directory, "in.npz"), **feed)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                TF_ONLY_SCRIPT,
-                model_dir,
-                *(os.path.join(directory, f) for f in ("in.npz", "out.npz")),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=directory,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        )
+        files = (os.path.join(directory, name) for name in ("in.npz", "out.npz"))
+        result = run_script(TF_ONLY_SCRIPT, model_dir, *files, cwd=directory)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         exported = np.load(os.path.join(directory, "out.npz"))["action"]
         expected = distributions.mode(spec.action, again.actor(observation, action_mask=mask)).numpy()
