@@ -7,12 +7,14 @@ Runs under .venv-sb3 (never under tfppo's venv):
       --records=RUN.jsonl --summary=RUN.json
 
 --hyper holds PPO keyword arguments as JSON; {"linear": x} stands for a schedule decaying
-linearly from x to 0 over the run (the zoo's "lin_x"). After every update (rollout + training
-epochs) one line goes to --records: global_step, episodes, episode_return_mean (mean
-undiscounted return of the last 100 episodes, from the Monitor wrappers) and wall_s (seconds
-since just before the vector env and the model were built). --summary gets construct_s,
-total_s (construction + learn), steps and versions. Imports are not timed, including the ones
-torch makes lazily when its first optimizer is created.
+linearly from x to 0 over the run (the zoo's "lin_x"). --normalize, when given, holds
+VecNormalize keyword arguments as JSON: the vector env is wrapped in VecNormalize (observation
+and reward normalisation; the Monitor wrappers below it still see raw returns). After every
+update (rollout + training epochs) one line goes to --records: global_step, episodes,
+episode_return_mean (mean undiscounted return of the last 100 episodes, from the Monitor
+wrappers) and wall_s (seconds since just before the vector env and the model were built).
+--summary gets construct_s, total_s (construction + learn), steps and versions. Imports are not
+timed, including the ones torch makes lazily when its first optimizer is created.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--total_timesteps", type=int, required=True)
     parser.add_argument("--hyper", required=True, help="PPO keyword arguments as JSON")
+    parser.add_argument("--normalize", default="", help="VecNormalize keyword arguments as JSON")
     parser.add_argument("--records", required=True, help="jsonl written after every update")
     parser.add_argument("--summary", required=True, help="json written at the end")
     return parser.parse_args()
@@ -87,10 +90,12 @@ def make_callback(records_file, started: float):
 def main() -> None:
     args = parse_args()
     kwargs = ppo_kwargs(args.hyper)
+    import gymnasium
     import stable_baselines3
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(1)
     # The first torch optimizer imports torch._dynamo and sympy (~800 modules, ~1.8 s here):
@@ -99,6 +104,8 @@ def main() -> None:
     with open(args.records, "w", encoding="utf-8") as records_file:
         started = time.perf_counter()
         env = make_vec_env(args.env, n_envs=args.num_envs, seed=args.seed)
+        if args.normalize:
+            env = VecNormalize(env, **json.loads(args.normalize))
         model = PPO("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0, **kwargs)
         constructed = time.perf_counter()
         model.learn(args.total_timesteps, callback=make_callback(records_file, started))
@@ -111,6 +118,7 @@ def main() -> None:
         "stable_baselines3": stable_baselines3.__version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "gymnasium": gymnasium.__version__,
     }
     with open(args.summary, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

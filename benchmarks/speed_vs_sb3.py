@@ -1,21 +1,23 @@
-r"""Training speed of tfppo against Stable-Baselines3 PPO: same hyperparameters, same machine, one run.
+r"""Training speed of tfppo against its peers: Stable-Baselines3, CleanRL and TF-Agents PPO.
 
-  .venv/bin/python benchmarks/speed_vs_sb3.py --presets=cartpole,pendulum --seeds=0,1,2 \
-      --out=docs/benchmarks/speed
+  .venv/bin/python benchmarks/speed_vs_sb3.py --peers=sb3,cleanrl,tfagents \
+      --cleanrl_dir=PATH/TO/cleanrl --presets=cartpole,pendulum,hopper --seeds=0,1,2 \
+      --out=docs/benchmarks/speed_peers
 
-Needs SB3 in its own virtual environment (see benchmarks/README_speed.md):
+Same hyperparameters (benchmarks/_speed_presets.py), same machine, one run. Each peer lives in
+its own virtual environment next to tfppo's .venv (see benchmarks/README_speed.md for the one
+command that makes each); a peer is never a dependency of tfppo. The name is historical: the
+script began against SB3 alone, and `--peers` defaults to `sb3` so its first command still
+measures what it did.
 
-  python3 -m venv .venv-sb3 && .venv-sb3/bin/pip install torch==2.13.0 stable-baselines3==2.9.2 \
-      gymnasium[classic-control]==1.4.0
-
-One process at a time, alternating libraries seed by seed (random-policy rate, SB3 seed 0, tfppo
-seed 0, random-policy rate, SB3 seed 1, ...), so a load change on a shared machine hits both.
+One process at a time, alternating libraries seed by seed (random-policy rates, SB3, CleanRL,
+TF-Agents, tfppo, then the next seed), so a load change on a shared machine hits all of them.
 Per preset it reports each library's env steps/s (env steps / (env and model construction +
-training), imports excluded), the ratio tfppo / SB3 per seed, the wall time and env step at
-which the mean undiscounted return of the last 100 training episodes first reached the
-threshold, and the random-action step rate of a gymnasium SyncVectorEnv with the same number
-of envs, measured in the same run. Writes results.md and results.json into --out; the
-per-run logs go to --out/runs/<time>/ (git-ignored).
+training), imports excluded), tfppo / library per seed, the wall time and env step at which
+the mean undiscounted return of the last 100 training episodes first reached the threshold, and
+the random-action step rate of the env with the same number of envs, measured in the venv each
+library steps. Writes results.md and results.json into --out; per-run logs go to
+--out/runs/<time>/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -24,21 +26,44 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
-import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SB3_PYTHON = os.path.join(REPO, ".venv-sb3", "bin", "python")
-SB3_DRIVER = os.path.join(REPO, "benchmarks", "_sb3_driver.py")
-SB3_SETUP = (
-    "python3 -m venv .venv-sb3 && .venv-sb3/bin/pip install torch==2.13.0 "
-    "stable-baselines3==2.9.2 gymnasium[classic-control]==1.4.0"
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCHMARKS)
+
+from _speed_presets import (  # noqa: E402
+    PRESETS,
+    Preset,
+    cleanrl_args,
+    run_budget,
+    sb3_kwargs,
+    sb3_normalize,
+    tfagents_hyper,
 )
-RETURN_WINDOW = 100  # episodes in the "last 100" mean, as in tfppo and SB3's ep_info_buffer
+from _speed_report import LABELS, fmt, result_row, write_outputs  # noqa: E402
+
+REPO = os.path.dirname(BENCHMARKS)
+PEERS = ("sb3", "cleanrl", "tfagents")
+VENVS = {
+    "sb3": ".venv-sb3",
+    "cleanrl": ".venv-cleanrl",
+    "tfagents": ".venv-tfagents",
+}
+SETUP = {
+    "sb3": "python3 -m venv .venv-sb3 && .venv-sb3/bin/pip install torch==2.13.0 "
+    "stable-baselines3==2.9.2 'gymnasium[classic-control,mujoco]==1.4.0'",
+    "cleanrl": "python3 -m venv .venv-cleanrl && .venv-cleanrl/bin/pip install torch==2.13.0 "
+    "'gymnasium[mujoco]==0.29.1' 'numpy<2' tyro==1.0.17 tensorboard==2.21.0",
+    "tfagents": "python3 -m venv .venv-tfagents && .venv-tfagents/bin/pip install tf-agents==0.19.0 "
+    "tensorflow==2.15.1 tensorflow-probability==0.23.0 tf-keras==2.15.1 "
+    "'gymnasium[classic-control,mujoco]==1.3.0'",
+}
+SB3_SETUP = SETUP["sb3"]
 RANDOM_SECONDS = 3.0  # how long the random-policy loop runs per measurement
 
 # Runs `python -m tfppo.train ARGS` unchanged, noting when the Trainer starts building the env
@@ -65,62 +90,6 @@ finally:
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    env: str
-    num_envs: int
-    total_timesteps: int
-    threshold: float
-    sb3: dict  # PPO keyword arguments of every SB3 variant; {"linear": x} decays x to 0
-    sb3_variants: tuple  # (library label, extra PPO kwargs) in run order; "sb3" is the speed baseline
-    tfppo_flags: tuple
-    tfppo_optional: tuple = ()  # flags passed only if this tfppo defines them
-
-
-PRESETS = {
-    "cartpole": Preset(
-        env="CartPole-v1",
-        num_envs=8,
-        total_timesteps=100_000,
-        threshold=475.0,
-        sb3=dict(
-            n_steps=32,
-            batch_size=256,
-            n_epochs=20,
-            gae_lambda=0.8,
-            gamma=0.98,
-            ent_coef=0.0,
-            learning_rate={"linear": 1e-3},
-            clip_range={"linear": 0.2},
-        ),
-        sb3_variants=(("sb3", {}),),
-        tfppo_flags=("--flagfile=experiments/cartpole.flags",),
-        tfppo_optional=("--anneal_clip",),  # SB3's clip_range lin_0.2
-    ),
-    "pendulum": Preset(
-        env="Pendulum-v1",
-        num_envs=4,
-        total_timesteps=100_000,
-        threshold=-200.0,
-        sb3=dict(
-            n_steps=1024,
-            batch_size=64,
-            n_epochs=10,
-            gae_lambda=0.95,
-            gamma=0.9,
-            ent_coef=0.0,
-            learning_rate=1e-3,
-            clip_range=0.2,
-        ),
-        # The zoo preset uses gSDE, which tfppo does not have: the speed ratio is taken against
-        # SB3 with the same plain Gaussian policy ("sb3"); the gSDE runs are reported alongside.
-        sb3_variants=(("sb3_gsde", dict(use_sde=True, sde_sample_freq=4)), ("sb3", {})),
-        tfppo_flags=("--flagfile=experiments/pendulum.flags",),
-    ),
-}
-LABELS = {"sb3": "SB3 PPO", "sb3_gsde": "SB3 PPO + gSDE (zoo preset)", "tfppo": "tfppo"}
-
-
 class BenchmarkError(RuntimeError):
     """A training subprocess failed or wrote no usable output; the message names its log."""
 
@@ -130,25 +99,73 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def venv_python(peer: str) -> str:
+    return os.path.join(REPO, VENVS[peer], "bin", "python")
+
+
+def parse_timesteps(text: str) -> dict:
+    """`N` (every preset) or `preset=N,...` -> {preset or "*": N}; 0 keeps the preset's budget."""
+    budgets = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.rpartition("=")
+        if name and name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}")
+        budgets[name or "*"] = int(value)
+        if budgets[name or "*"] < 0:
+            raise ValueError(f"{item}: must be >= 0")
+    return budgets
+
+
+def parse_thresholds(text: str) -> dict:
+    """`preset=R,...` -> {preset: R}: return thresholds replacing the presets' own."""
+    thresholds = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}")
+        thresholds[name] = float(value)
+    return thresholds
+
+
+def budget(args: argparse.Namespace, name: str) -> int:
+    return args.total_timesteps.get(name) or args.total_timesteps.get("*") or PRESETS[name].total_timesteps
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses and checks the command line; whether the peers are installed is checked by main."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--presets", default="cartpole,pendulum", help=f"comma separated: {', '.join(PRESETS)}"
     )
+    parser.add_argument("--peers", default="sb3", help=f"comma separated: {', '.join(PEERS)}; or none")
     parser.add_argument("--seeds", default="0,1,2", help="comma separated integers")
     parser.add_argument(
         "--out", default="docs/benchmarks/speed", help="results directory (relative to the repo)"
     )
     parser.add_argument(
         "--total_timesteps",
-        type=int,
-        default=0,
-        help="env steps per run for both libraries (0: the preset's)",
+        default="0",
+        help="env steps per run for every library: N for every preset or preset=N,... (0: the preset's)",
     )
-    parser.add_argument("--skip_sb3", action="store_true", help="run tfppo only")
-    parser.add_argument("--skip_tfppo", action="store_true", help="run SB3 only")
+    parser.add_argument(
+        "--thresholds", default="", help="preset=R,...: return thresholds instead of the presets' own"
+    )
+    parser.add_argument(
+        "--cleanrl_dir",
+        default="",
+        help="a CleanRL checkout, or a folder holding its ppo.py and ppo_continuous_action.py",
+    )
+    parser.add_argument(
+        "--tfppo_dir", default=REPO, help="the tfppo source tree to run (default: this repository)"
+    )
+    parser.add_argument(
+        "--tfppo_commit", default="", help="commit to report when --tfppo_dir is not a git tree"
+    )
+    parser.add_argument("--note", default="", help="a sentence for results.md (e.g. the machine was shared)")
+    parser.add_argument("--skip_sb3", action="store_true", help="drop sb3 from --peers")
+    parser.add_argument("--skip_tfppo", action="store_true", help="run the peers only")
     args = parser.parse_args(argv)
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = [p for p in args.presets if p not in PRESETS]
@@ -156,23 +173,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         fail(
             f"--presets: unknown preset {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(PRESETS)}"
         )
+    args.peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    unknown = [p for p in args.peers if p not in PEERS]
+    if unknown:
+        fail(f"--peers: unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)} or none")
+    if args.skip_sb3:
+        args.peers = [p for p in args.peers if p != "sb3"]
     try:
         args.seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         fail(f"--seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2")
-    if args.total_timesteps < 0:
-        fail(f"--total_timesteps={args.total_timesteps} must be >= 0 (0: the preset's)")
-    if args.skip_sb3 and args.skip_tfppo:
-        fail("--skip_sb3 and --skip_tfppo together leave nothing to run")
-    if not args.skip_sb3 and not os.path.isfile(SB3_PYTHON):
-        fail(f"{SB3_PYTHON} is missing; create it from the repository root with: {SB3_SETUP}")
+    try:
+        args.total_timesteps = parse_timesteps(args.total_timesteps)
+    except ValueError as error:
+        fail(f"--total_timesteps={args.total_timesteps!r}: {error}; give N or preset=N,... (N >= 0)")
+    try:
+        args.thresholds = parse_thresholds(args.thresholds)
+    except ValueError as error:
+        fail(f"--thresholds={args.thresholds!r}: {error}; give preset=R,... (R a number)")
+    if args.skip_tfppo and not args.peers:
+        fail("--skip_tfppo without a peer leaves nothing to run")
+    args.tfppo_dir = os.path.abspath(args.tfppo_dir)
     return args
 
 
-def run_command(command: list, log_path: str, what: str) -> None:
-    """Runs one training process from the repo root; its stdout and stderr go to log_path."""
+def cleanrl_script(cleanrl_dir: str, name: str) -> str:
+    """The path of one CleanRL script in a checkout (cleanrl/NAME) or a plain folder (NAME)."""
+    for path in (os.path.join(cleanrl_dir, "cleanrl", name), os.path.join(cleanrl_dir, name)):
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"--cleanrl_dir={cleanrl_dir} holds neither cleanrl/{name} nor {name}")
+
+
+def check_peers(args: argparse.Namespace) -> None:
+    """Stops with exit code 2 and the setup command when a requested peer is not installed."""
+    for peer in args.peers:
+        if not os.path.isfile(venv_python(peer)):
+            fail(f"{venv_python(peer)} is missing; create it from the repository root with: {SETUP[peer]}")
+    if "cleanrl" in args.peers:
+        if not args.cleanrl_dir:
+            fail("--peers=cleanrl needs --cleanrl_dir=a CleanRL checkout (git clone of vwxyzjn/cleanrl)")
+        for name in args.presets:
+            if PRESETS[name].cleanrl_script:
+                try:
+                    cleanrl_script(args.cleanrl_dir, PRESETS[name].cleanrl_script)
+                except FileNotFoundError as error:
+                    fail(str(error))
+    if not args.skip_tfppo and not os.path.isfile(os.path.join(args.tfppo_dir, "tfppo", "train.py")):
+        fail(f"--tfppo_dir={args.tfppo_dir} holds no tfppo/train.py")
+
+
+def run_command(command: list, log_path: str, what: str, cwd: str = REPO, env: dict | None = None) -> None:
+    """Runs one training process; its stdout and stderr go to log_path."""
     with open(log_path, "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         with open(log_path, encoding="utf-8") as log:
             lines = [line.strip() for line in log if line.strip()]
@@ -192,60 +246,85 @@ def read_json(path: str, what: str):
         raise BenchmarkError(f"{what}: cannot read {path}: {error}") from None
 
 
-def finite(value) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
+def row(name: str, env: str, library: str, seed: int, records: list, timing: dict) -> dict:
+    try:
+        return result_row(name, env, library, seed, records, timing)
+    except ValueError as error:
+        raise BenchmarkError(str(error)) from None
 
 
-def result_row(preset: Preset, library: str, seed: int, records: list, timing: dict) -> dict:
-    """One run's figures from its per-update records (wall_s counted from construction start)."""
-    if not records:
-        raise BenchmarkError(f"{library} seed {seed}: no update was recorded")
-    reached = next(
-        (
-            r
-            for r in records
-            if r["episodes"] >= RETURN_WINDOW
-            and finite(r["episode_return_mean"]) is not None
-            and r["episode_return_mean"] >= preset.threshold
-        ),
-        None,
-    )
-    steps, total_s = timing["steps"], timing["total_s"]
-    return {
-        "env": preset.env,
-        "library": library,
-        "seed": seed,
-        "steps": steps,
-        "episodes": records[-1]["episodes"],
-        "construct_s": timing["construct_s"],
-        "total_s": total_s,
-        "sps": steps / total_s,
-        "reached_step": reached["global_step"] if reached else None,
-        "reached_s": reached["wall_s"] if reached else None,
-        "final_last100": finite(records[-1]["episode_return_mean"]),
-        **timing.get("extra", {}),
-    }
-
-
-def run_sb3(preset: Preset, label: str, extra: dict, seed: int, total: int, rundir: str) -> dict:
-    name = f"{preset.env}_{label}_seed{seed}"
-    records_path, summary_path = (os.path.join(rundir, name + ext) for ext in (".jsonl", ".json"))
+def run_sb3(name: str, label: str, extra: dict, seed: int, total: int, rundir: str) -> dict:
+    preset = PRESETS[name]
+    stem = os.path.join(rundir, f"{name}_{label}_seed{seed}")
     command = [
-        SB3_PYTHON,
-        SB3_DRIVER,
+        venv_python("sb3"),
+        os.path.join(BENCHMARKS, "_sb3_driver.py"),
         f"--env={preset.env}",
         f"--num_envs={preset.num_envs}",
         f"--seed={seed}",
         f"--total_timesteps={total}",
-        f"--hyper={json.dumps({**preset.sb3, **extra})}",
-        f"--records={records_path}",
-        f"--summary={summary_path}",
+        f"--hyper={json.dumps({**sb3_kwargs(preset.hyper), **extra})}",
+        f"--records={stem}.jsonl",
+        f"--summary={stem}.json",
     ]
-    run_command(command, os.path.join(rundir, name + ".log"), f"{LABELS[label]} on {preset.env} seed {seed}")
-    summary = read_json(summary_path, label)
+    normalize = sb3_normalize(preset.hyper)
+    if normalize:
+        command.append(f"--normalize={json.dumps(normalize)}")
+    run_command(command, stem + ".log", f"{LABELS[label]} on {preset.env} seed {seed}")
+    summary = read_json(stem + ".json", label)
     timing = {key: summary[key] for key in ("steps", "construct_s", "total_s")}
-    timing["extra"] = {"versions": {k: summary[k] for k in ("stable_baselines3", "torch", "torch_threads")}}
-    return result_row(preset, label, seed, read_json(records_path, label), timing)
+    versions = ("stable_baselines3", "torch", "torch_threads", "gymnasium")
+    timing["extra"] = {"versions": {k: summary.get(k) for k in versions}}
+    return row(name, preset.env, label, seed, read_json(stem + ".jsonl", label), timing)
+
+
+def run_cleanrl(name: str, seed: int, total: int, rundir: str, cleanrl_dir: str) -> dict:
+    preset = PRESETS[name]
+    stem = os.path.join(rundir, f"{name}_cleanrl_seed{seed}")
+    workdir = stem + "_cwd"  # the script writes runs/<run_name>/ (TensorBoard) here
+    os.makedirs(workdir, exist_ok=True)
+    command = [
+        venv_python("cleanrl"),
+        os.path.join(BENCHMARKS, "_cleanrl_driver.py"),
+        f"--script={cleanrl_script(cleanrl_dir, preset.cleanrl_script)}",
+        f"--records={stem}.jsonl",
+        f"--summary={stem}.json",
+        "--",
+        *cleanrl_args(preset, seed, total),
+    ]
+    env = preset.cleanrl_env or preset.env
+    run_command(command, stem + ".log", f"CleanRL on {env} seed {seed}", cwd=workdir)
+    summary = read_json(stem + ".json", "cleanrl")
+    timing = {key: summary[key] for key in ("steps", "construct_s", "total_s")}
+    versions = ("torch", "torch_threads", "gymnasium", "script_sha256")
+    timing["extra"] = {"versions": {k: summary[k] for k in versions}}
+    return row(name, env, "cleanrl", seed, read_json(stem + ".jsonl", "cleanrl"), timing)
+
+
+def run_tfagents(name: str, seed: int, total: int, rundir: str) -> dict:
+    preset = PRESETS[name]
+    stem = os.path.join(rundir, f"{name}_tfagents_seed{seed}")
+    command = [
+        venv_python("tfagents"),
+        os.path.join(BENCHMARKS, "_tfagents_driver.py"),
+        f"--env={preset.env}",
+        f"--num_envs={preset.num_envs}",
+        f"--seed={seed}",
+        f"--total_timesteps={total}",
+        f"--hyper={json.dumps(tfagents_hyper(preset.hyper))}",
+        f"--records={stem}.jsonl",
+        f"--summary={stem}.json",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run_command(command, stem + ".log", f"TF-Agents on {preset.env} seed {seed}", env=env)
+    summary = read_json(stem + ".json", "tfagents")
+    timing = {key: summary[key] for key in ("steps", "construct_s", "total_s")}
+    versions = ("tf_agents", "tensorflow", "intra_op_threads", "gymnasium")
+    timing["extra"] = {
+        "versions": {k: summary[k] for k in versions},
+        "gradient_steps": summary["gradient_steps"],
+    }
+    return row(name, preset.env, "tfagents", seed, read_json(stem + ".jsonl", "tfagents"), timing)
 
 
 def tfppo_flags(preset: Preset, available: set) -> list:
@@ -253,9 +332,16 @@ def tfppo_flags(preset: Preset, available: set) -> list:
     return [*preset.tfppo_flags, *optional]
 
 
-def run_tfppo(preset: Preset, flags: list, seed: int, total: int, rundir: str) -> dict:
-    name = f"{preset.env}_tfppo_seed{seed}"
-    logdir, timing_path = os.path.join(rundir, name), os.path.join(rundir, name + ".timing.json")
+def tfppo_env(tfppo_dir: str) -> dict:
+    """The environment of a tfppo process: the tree in --tfppo_dir first on the import path."""
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=tfppo_dir + (os.pathsep + path if path else ""))
+
+
+def run_tfppo(name: str, flags: list, seed: int, total: int, rundir: str, tfppo_dir: str) -> dict:
+    preset = PRESETS[name]
+    stem = os.path.join(rundir, f"{name}_tfppo_seed{seed}")
+    logdir, timing_path = stem, stem + ".timing.json"
     command = [
         sys.executable,
         "-c",
@@ -267,7 +353,7 @@ def run_tfppo(preset: Preset, flags: list, seed: int, total: int, rundir: str) -
         "--eval_episodes=0",
         f"--total_timesteps={total}",
     ]
-    run_command(command, os.path.join(rundir, name + ".log"), f"tfppo on {preset.env} seed {seed}")
+    run_command(command, stem + ".log", f"tfppo on {preset.env} seed {seed}", tfppo_dir, tfppo_env(tfppo_dir))
     marks = read_json(timing_path, "tfppo timing")
     if set(marks) != {"construct_start", "train_start"}:
         raise BenchmarkError(
@@ -286,34 +372,34 @@ def run_tfppo(preset: Preset, flags: list, seed: int, total: int, rundir: str) -
         "total_s": records[-1]["wall_s"],
         "extra": {"tfppo_summary_sps": summary["sps"]},
     }
-    return result_row(preset, "tfppo", seed, records, timing)
+    return row(name, preset.env, "tfppo", seed, records, timing)
 
 
-def random_policy_rate(preset: Preset, seed: int) -> float:
-    """Env steps/s of random actions in a SyncVectorEnv like tfppo's (auto-reset in the same step)."""
-    import gymnasium as gym
-    from gymnasium.vector import AutoresetMode
-
-    env = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(preset.env)] * preset.num_envs, autoreset_mode=AutoresetMode.SAME_STEP
-    )
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    for _ in range(100):  # warm-up
-        env.step(env.action_space.sample())
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < RANDOM_SECONDS:
-        for _ in range(100):
-            env.step(env.action_space.sample())
-        steps += 100 * preset.num_envs
-    rate = steps / (time.perf_counter() - started)
-    env.close()
-    return rate
+def random_policy_rate(python: str, env: str, num_envs: int, seed: int, rundir: str) -> dict:
+    """Random actions in a SyncVectorEnv under the given interpreter (that venv's gymnasium)."""
+    log = os.path.join(rundir, f"random_{os.path.basename(os.path.dirname(os.path.dirname(python)))}.log")
+    command = [
+        python,
+        os.path.join(BENCHMARKS, "_random_policy.py"),
+        f"--env={env}",
+        f"--num_envs={num_envs}",
+        f"--seed={seed}",
+        f"--seconds={RANDOM_SECONDS}",
+    ]
+    with open(log, "a", encoding="utf-8") as f:
+        result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=f, text=True)
+    if result.returncode != 0:
+        raise BenchmarkError(f"random policy on {env} under {python} failed (output: {log})")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def available_tfppo_flags() -> set:
+def available_tfppo_flags(tfppo_dir: str) -> set:
     result = subprocess.run(
-        [sys.executable, "-m", "tfppo.train", "--helpfull"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "tfppo.train", "--helpfull"],
+        cwd=tfppo_dir,
+        env=tfppo_env(tfppo_dir),
+        capture_output=True,
+        text=True,
     )
     names = set(re.findall(r"^\s+--(?:\[no\])?(\w+):", result.stdout, flags=re.MULTILINE))
     if "total_timesteps" not in names:
@@ -321,216 +407,109 @@ def available_tfppo_flags() -> set:
     return names
 
 
-def mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-def library_summary(env: str, library: str, rows: list, rates: list) -> dict:
-    runs = [r for r in rows if r["env"] == env and r["library"] == library]
-    sps = mean([r["sps"] for r in runs])
-    rate = mean([r["rate"] for r in rates if r["env"] == env])
-    return {
-        "env": env,
-        "library": library,
-        "runs": len(runs),
-        "sps_mean": sps,
-        "sps": [r["sps"] for r in runs],
-        "fraction_of_random": sps / rate if sps and rate else None,
-        "reached": sum(r["reached_s"] is not None for r in runs),
-        "reached_s": [r["reached_s"] for r in runs],
-        "reached_step": [r["reached_step"] for r in runs],
-        "final_last100": [r["final_last100"] for r in runs],
-    }
-
-
-def ratios(env: str, rows: list, baseline: str) -> list:
-    """tfppo sps / baseline sps for every seed where both ran (runs next to each other in time)."""
-    by_seed = {(r["library"], r["seed"]): r["sps"] for r in rows if r["env"] == env}
-    seeds = sorted({seed for library, seed in by_seed if library == "tfppo"})
-    return [by_seed["tfppo", s] / by_seed[baseline, s] for s in seeds if (baseline, s) in by_seed]
-
-
-def summarise(presets: list, rows: list, rates: list) -> list:
-    summary = []
-    for name in presets:
-        preset = PRESETS[name]
-        for library in [label for label, _ in preset.sb3_variants] + ["tfppo"]:
-            entry = library_summary(preset.env, library, rows, rates)
-            if entry["runs"]:
-                if library == "tfppo":
-                    entry["ratio_vs_sb3"] = ratios(preset.env, rows, "sb3")
-                    if any(label == "sb3_gsde" for label, _ in preset.sb3_variants):
-                        entry["ratio_vs_sb3_gsde"] = ratios(preset.env, rows, "sb3_gsde")
-                summary.append(entry)
-    return summary
-
-
-def fmt(value, spec: str = ".0f", none: str = "-") -> str:
-    return none if value is None else format(value, spec)
-
-
-def fmt_list(values: list, spec: str = ".0f", none: str = "not reached") -> str:
-    return ", ".join(fmt(v, spec, none) for v in values)
-
-
-def summary_line(entry: dict) -> str:
-    ratio = entry.get("ratio_vs_sb3", [])
-    ratio_cell = f"{fmt(mean(ratio), '.2f')} ({fmt_list(ratio, '.2f')})" if ratio else "-"
-    cells = [
-        LABELS[entry["library"]],
-        f"{fmt(entry['sps_mean'])} ({fmt_list(entry['sps'])})",
-        fmt(entry["fraction_of_random"], ".1%"),
-        ratio_cell,
-        f"{entry['reached']}/{entry['runs']}",
-        fmt_list(entry["reached_s"]),
-        fmt_list(entry["reached_step"]),
-        fmt_list(entry["final_last100"], ".1f", "-"),
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
-def preset_section(name: str, summary: list, rates: list, rows: list) -> list:
-    preset = PRESETS[name]
-    env_rates = [r["rate"] for r in rates if r["env"] == preset.env]
-    steps = sorted({r["steps"] for r in rows if r["env"] == preset.env})
-    lines = [
-        f"## {preset.env} (threshold {preset.threshold:g}, {preset.num_envs} envs, "
-        f"{'/'.join(map(str, steps))} env steps per run)",
-        "",
-        f"Random-policy rate (gymnasium SyncVectorEnv, {preset.num_envs} envs, random actions): "
-        f"{fmt(mean(env_rates))} env steps/s (per seed: {fmt_list(env_rates)}).",
-        "",
-        f"| library | env steps/s: mean (per seed) | share of random-policy rate | tfppo / SB3 PPO: mean (per seed) "
-        f"| reached {preset.threshold:g} | time to {preset.threshold:g}, s | steps to {preset.threshold:g} "
-        "| final last-100 return |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for entry in (e for e in summary if e["env"] == preset.env):
-        lines.append(summary_line(entry))
-    for entry in (e for e in summary if e["env"] == preset.env and e.get("ratio_vs_sb3_gsde")):
-        gsde = entry["ratio_vs_sb3_gsde"]
-        lines += ["", f"tfppo / SB3 PPO + gSDE (not the same algorithm), per seed: {fmt_list(gsde, '.2f')}."]
-    return lines + [""]
-
-
-def runs_table(rows: list) -> list:
-    lines = [
-        "## Every run, in the order they ran",
-        "",
-        "| env | library | seed | env steps | construction, s | total, s | env steps/s | reached at step | reached at, s | final last-100 return |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['env']} | {LABELS[r['library']]} | {r['seed']} | {r['steps']} | {r['construct_s']:.2f} "
-            f"| {r['total_s']:.1f} | {r['sps']:.0f} | {fmt(r['reached_step'], 'd', 'not reached')} "
-            f"| {fmt(r['reached_s'], '.1f', '-')} | {fmt(r['final_last100'], '.1f')} |"
-        )
-    return lines + [""]
-
-
-def header(meta: dict, presets: list) -> list:
-    sb3 = meta.get("sb3_versions") or {}
-    flags = meta["tfppo_flags"]
-    tfppo_flags = "; ".join(f"{p}: `{' '.join(flags[p])}`" for p in presets if p in flags) or "-"
-    dirty = f" with uncommitted changes in {', '.join(meta['dirty'])}" if meta["dirty"] else ""
-    return [
-        "# Training speed: tfppo vs Stable-Baselines3 PPO",
-        "",
-        f"Command: `{meta['command']}`",
-        "",
-        f"- Run started {meta['started']} on {meta['cpus']} CPUs; load average {meta['load_start']:.2f} at the "
-        f"start, {meta['load_end']:.2f} at the end (the machine may be shared; one training process at a time).",
-        f"- tfppo: commit {meta['commit']}{dirty}; tensorflow {meta['tensorflow']} (tfppo's default `--intra_op_threads=1`). Flags: {tfppo_flags}.",
-        f"- SB3: stable-baselines3 {sb3.get('stable_baselines3', '-')}, torch {sb3.get('torch', '-')}, "
-        f"{sb3.get('torch_threads', '-')} torch thread(s); runs in .venv-sb3.",
-        "- Env steps/s = env steps / (construction of the vector env and the model + training); "
-        "imports and tfppo's end-of-run checkpoint, SavedModel and plot are not timed.",
-        "- The libraries alternate seed by seed; tfppo / SB3 PPO is taken per seed between neighbouring runs, "
-        "against SB3 with the same plain Gaussian / categorical policy (no gSDE).",
-        f"- Time and steps to threshold: the first update after which the mean undiscounted return of the last "
-        f"{RETURN_WINDOW} training episodes was >= the threshold ({RETURN_WINDOW} episodes finished at least); "
-        "time counted from construction start. Per-seed values in the order of --seeds "
-        f"({', '.join(map(str, meta['seeds']))}).",
-        "",
-    ]
-
-
-def write_outputs(out: str, meta: dict, presets: list, rows: list, rates: list) -> str:
-    meta["load_end"] = os.getloadavg()[0]
-    summary = summarise(presets, rows, rates)
-    lines = header(meta, presets)
-    for name in presets:
-        if any(r["env"] == PRESETS[name].env for r in rows):
-            lines += preset_section(name, summary, rates, rows)
-    text = "\n".join(lines + runs_table(rows))
-    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    results = {"meta": meta, "summary": summary, "random_policy_rates": rates, "runs": rows}
-    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    return text
-
-
-def git(*args: str) -> str:
+def git(cwd: str, *args: str) -> str:
     # --no-optional-locks: `git status` must not refresh the index of a tree others are editing.
-    result = subprocess.run(["git", "--no-optional-locks", *args], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=True)
     return result.stdout.rstrip("\n") if result.returncode == 0 else "unknown"
 
 
+def source_commit(path: str) -> str:
+    """The commit of a git checkout, else the first line of a COMMIT file there, else unknown."""
+    if os.path.isdir(os.path.join(path, ".git")):
+        return git(path, "rev-parse", "--short", "HEAD")
+    commit_file = os.path.join(path, "COMMIT")
+    if os.path.isfile(commit_file):
+        with open(commit_file, encoding="utf-8") as f:
+            return f.readline().strip()[:12] or "unknown"
+    return "unknown"
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, quoted for a shell; --note's text is shown apart, not repeated."""
+    shown = ['--note="..."' if arg.startswith("--note=") else shlex.quote(arg) for arg in argv]
+    return " ".join([".venv/bin/python", "benchmarks/speed_vs_sb3.py", *shown])
+
+
 def run_meta(args: argparse.Namespace, available: set) -> dict:
-    dirty = git("status", "--porcelain", "--", "tfppo", "experiments")
+    in_git = os.path.isdir(os.path.join(args.tfppo_dir, ".git"))
+    dirty = git(args.tfppo_dir, "status", "--porcelain", "--", "tfppo", "experiments") if in_git else ""
     try:
         tensorflow = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         tensorflow = "not installed"
     return {
-        "command": " ".join([".venv/bin/python", "benchmarks/speed_vs_sb3.py", *sys.argv[1:]]),
+        "command": command_line(sys.argv[1:]),
+        "note": args.note,
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
         "load_start": os.getloadavg()[0],
         "load_end": os.getloadavg()[0],
-        "commit": git("rev-parse", "--short", "HEAD"),
+        "commit": args.tfppo_commit
+        or (git(args.tfppo_dir, "rev-parse", "--short", "HEAD") if in_git else "unknown"),
+        "tfppo_dir": args.tfppo_dir,
         "dirty": ["unknown (git failed)"]
         if dirty == "unknown"
         else [line[3:] for line in dirty.splitlines()],
         "tensorflow": tensorflow,
         "seeds": args.seeds,
+        "peers": args.peers,
+        "budgets": {name: budget(args, name) for name in args.presets},
+        "thresholds": {name: PRESETS[name].threshold for name in args.presets},
         "tfppo_flags": {p: tfppo_flags(PRESETS[p], available) for p in args.presets if not args.skip_tfppo},
-        "sb3_versions": None,
+        "cleanrl_dir": args.cleanrl_dir,
+        "cleanrl_commit": source_commit(args.cleanrl_dir) if args.cleanrl_dir else None,
+        "versions": {},
     }
 
 
-def describe(row: dict, threshold: float) -> str:
+def describe(r: dict) -> str:
+    threshold = PRESETS[r["preset"]].threshold
     reached = (
-        f"reached {threshold:g} at step {row['reached_step']} / {row['reached_s']:.1f} s"
-        if row["reached_step"] is not None
+        f"reached {threshold:g} at step {r['reached_step']} / {r['reached_s']:.1f} s"
+        if r["reached_step"] is not None
         else f"did not reach {threshold:g}"
     )
     return (
-        f"{row['env']} seed {row['seed']} {LABELS[row['library']]}: {row['steps']} steps in {row['total_s']:.1f} s "
-        f"({row['sps']:.0f} steps/s; construction {row['construct_s']:.2f} s), last-100 return "
-        f"{fmt(row['final_last100'], '.1f')}, {reached}"
+        f"{r['env']} seed {r['seed']} {LABELS[r['library']]}: {r['steps']} steps in {r['total_s']:.1f} s "
+        f"({r['sps']:.0f} steps/s; construction {r['construct_s']:.2f} s), last-100 return "
+        f"{fmt(r['final_last100'], '.1f')}, {reached}"
     )
 
 
 def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir: str):
-    """Yields the rows of one seed: the SB3 variants, then tfppo, one process at a time."""
+    """Yields the rows of one seed: SB3's variants, CleanRL, TF-Agents, then tfppo, one at a time."""
     preset = PRESETS[name]
-    total = args.total_timesteps or preset.total_timesteps
-    if not args.skip_sb3:
+    total = budget(args, name)
+    if "sb3" in args.peers:
         for label, extra in preset.sb3_variants:
-            row = run_sb3(preset, label, extra, seed, total, rundir)
-            meta["sb3_versions"] = row["versions"]
-            yield row
+            yield run_sb3(name, label, extra, seed, total, rundir)
+    if "cleanrl" in args.peers and preset.cleanrl_script:
+        yield run_cleanrl(name, seed, total, rundir, args.cleanrl_dir)
+    if "tfagents" in args.peers and preset.tfagents:
+        yield run_tfagents(name, seed, total, rundir)
     if not args.skip_tfppo:
-        yield run_tfppo(preset, meta["tfppo_flags"][name], seed, total, rundir)
+        yield run_tfppo(name, meta["tfppo_flags"][name], seed, total, rundir, args.tfppo_dir)
+
+
+def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -> list:
+    preset = PRESETS[name]
+    sources = [("main", sys.executable, preset.env)]
+    if "cleanrl" in args.peers and preset.cleanrl_script:
+        sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env))
+    rates = []
+    for source, python, env in sources:
+        measured = random_policy_rate(python, env, preset.num_envs, seed, rundir)
+        rates.append({"preset": name, "seed": seed, "source": source, **measured})
+        print(f"{env} seed {seed} random policy ({source} venv): {measured['rate']:.0f} steps/s", flush=True)
+    return rates
 
 
 def main() -> None:
     args = parse_args()
-    available = set() if args.skip_tfppo else available_tfppo_flags()
+    check_peers(args)
+    for name, threshold in args.thresholds.items():
+        PRESETS[name] = dataclasses.replace(PRESETS[name], threshold=threshold)
+    available = set() if args.skip_tfppo else available_tfppo_flags(args.tfppo_dir)
     out = os.path.join(REPO, args.out)
     rundir = os.path.join(out, "runs", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(rundir)
@@ -538,14 +517,16 @@ def main() -> None:
     rows, rates = [], []
     try:
         for name in args.presets:
-            preset = PRESETS[name]
+            print(
+                f"{name}: {run_budget(PRESETS[name].hyper, budget(args, name))} env steps per run", flush=True
+            )
             for seed in args.seeds:
-                rate = random_policy_rate(preset, seed)
-                rates.append({"env": preset.env, "seed": seed, "rate": rate})
-                print(f"{preset.env} seed {seed} random policy: {rate:.0f} steps/s", flush=True)
-                for row in run_seed(name, seed, args, meta, rundir):
-                    rows.append(row)
-                    print(describe(row, preset.threshold), flush=True)
+                rates += measure_rates(name, seed, args, rundir)
+                for result in run_seed(name, seed, args, meta, rundir):
+                    rows.append(result)
+                    if "versions" in result:
+                        meta["versions"][result["library"].split("_")[0]] = result["versions"]
+                    print(describe(result), flush=True)
                     write_outputs(out, meta, args.presets, rows, rates)
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -60,13 +60,17 @@ def policy_actions(logdir: str, env, states: int) -> np.ndarray:
     return np.asarray(policy.act(observations, mask=masks)), policy.metadata["env"]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--logdirs", required=True, help="comma-separated tfppo run directories")
     parser.add_argument("--out", default="", help="also write the rows as JSON to this file")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     import gymnasium as gym
 
     rows = []

@@ -1,5 +1,7 @@
 """Benchmark scripts: time_breakdown's table accounts for the whole loop; presets.py stops
-its runs with a checkpoint on SIGTERM and resumes them."""
+its runs with a checkpoint on SIGTERM and resumes them; the speed benchmark's pure parts (each
+peer's command line from one preset, the parsing of their outputs, ratios and targets) without
+any peer installed."""
 
 import json
 import os
@@ -12,6 +14,13 @@ import time
 from absl.testing import absltest
 
 from tests.helpers import REPO, make_tempdir
+
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import _cleanrl_driver  # noqa: E402
+import _random_policy  # noqa: E402
+import _speed_presets  # noqa: E402
+import _speed_report  # noqa: E402
+import speed_vs_sb3  # noqa: E402
 
 
 class TimeBreakdownTest(absltest.TestCase):
@@ -42,10 +51,6 @@ class TimeBreakdownTest(absltest.TestCase):
         top = sum(seconds for label, (seconds, _) in rows.items() if not label.startswith("of which"))
         self.assertAlmostEqual(top, loop, delta=0.01)
         self.assertGreater(rows["first update (tracing, graph optimisation)"][0], 0.0)
-
-
-if __name__ == "__main__":
-    absltest.main()
 
 
 class PresetsInterruptTest(absltest.TestCase):
@@ -96,3 +101,234 @@ class PresetsInterruptTest(absltest.TestCase):
         self.assertEqual(updates, list(range(1, len(updates) + 1)))  # continued, not restarted
         self.assertTrue(os.path.exists(os.path.join(logdir, "summary.json")))
         self.assertTrue(os.path.exists(os.path.join(out, "results.md")))
+
+
+class SpeedPresetArgumentsTest(absltest.TestCase):
+    """One Hyper per preset becomes each library's arguments."""
+
+    def test_sb3_kwargs_are_the_zoo_presets(self):
+        presets = _speed_presets.PRESETS
+        self.assertEqual(
+            _speed_presets.sb3_kwargs(presets["cartpole"].hyper),
+            dict(
+                n_steps=32,
+                batch_size=256,
+                n_epochs=20,
+                gae_lambda=0.8,
+                gamma=0.98,
+                ent_coef=0.0,
+                vf_coef=0.5,
+                max_grad_norm=0.5,
+                learning_rate={"linear": 1e-3},
+                clip_range={"linear": 0.2},
+            ),
+        )
+        pendulum = _speed_presets.sb3_kwargs(presets["pendulum"].hyper)
+        self.assertEqual(
+            (pendulum["batch_size"], pendulum["learning_rate"], pendulum["clip_range"]), (64, 1e-3, 0.2)
+        )
+        hopper = _speed_presets.sb3_kwargs(presets["hopper"].hyper)
+        self.assertEqual(hopper["batch_size"], 64)
+        self.assertEqual(hopper["clip_range_vf"], 0.2)
+        self.assertEqual(hopper["vf_coef"], 0.25)  # CleanRL's 0.5 x its halved squared error
+        self.assertEqual(hopper["learning_rate"], {"linear": 3e-4})
+        self.assertIsNone(_speed_presets.sb3_normalize(presets["cartpole"].hyper))
+        self.assertEqual(
+            _speed_presets.sb3_normalize(presets["hopper"].hyper),
+            dict(norm_obs=True, norm_reward=True, gamma=0.99, clip_obs=10.0, clip_reward=10.0),
+        )
+
+    def test_cleanrl_command_lines(self):
+        presets = _speed_presets.PRESETS
+
+        def as_dict(argv):
+            flags, i = {}, 0
+            while i < len(argv):
+                if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                    flags[argv[i]], i = argv[i + 1], i + 2
+                else:
+                    flags[argv[i]], i = True, i + 1
+            return flags
+
+        cartpole = as_dict(_speed_presets.cleanrl_args(presets["cartpole"], 3, 100_000))
+        self.assertEqual(cartpole["--env-id"], "CartPole-v1")
+        self.assertEqual(cartpole["--seed"], "3")
+        self.assertEqual(cartpole["--total-timesteps"], "100096")  # 391 x 256: CleanRL floors
+        self.assertEqual((cartpole["--num-envs"], cartpole["--num-steps"]), ("8", "32"))
+        self.assertEqual((cartpole["--num-minibatches"], cartpole["--update-epochs"]), ("1", "20"))
+        self.assertEqual(cartpole["--vf-coef"], "1.0")  # SB3's 0.5 x MSE
+        for name in ("--anneal-lr", "--no-clip-vloss", "--norm-adv", "--no-cuda"):
+            self.assertIs(cartpole[name], True, name)
+        pendulum = as_dict(_speed_presets.cleanrl_args(presets["pendulum"], 0, 100_000))
+        self.assertIs(pendulum["--no-anneal-lr"], True)
+        self.assertEqual(pendulum["--total-timesteps"], "102400")
+        hopper = as_dict(_speed_presets.cleanrl_args(presets["hopper"], 0, 1_000_000))
+        self.assertEqual(hopper["--env-id"], "Hopper-v4")  # gymnasium 0.29 has no v5
+        self.assertEqual(hopper["--total-timesteps"], "1001472")
+        self.assertEqual((hopper["--vf-coef"], hopper["--learning-rate"]), ("0.5", "0.0003"))
+        self.assertIs(hopper["--clip-vloss"], True)
+
+        odd = presets["hopper"].hyper.__class__(**{**presets["hopper"].hyper.__dict__, "clip_value": 0.5})
+        with self.assertRaisesRegex(ValueError, "clip_coef"):
+            _speed_presets.cleanrl_args(
+                _speed_presets.Preset(**{**presets["hopper"].__dict__, "hyper": odd}), 0, 1
+            )
+
+    def test_tfagents_driver_reads_only_keys_it_is_given(self):
+        with open(os.path.join(REPO, "benchmarks", "_tfagents_driver.py"), encoding="utf-8") as f:
+            used = set(re.findall(r'hyper\["(\w+)"\]', f.read()))
+        for name in _speed_presets.PRESETS:
+            given = _speed_presets.tfagents_hyper(_speed_presets.PRESETS[name].hyper)
+            self.assertLessEqual(used, set(given), name)
+            json.dumps(given)
+
+    def test_command_line_parsing(self):
+        self.assertEqual(speed_vs_sb3.parse_timesteps("4096"), {"*": 4096})
+        self.assertEqual(speed_vs_sb3.parse_timesteps("hopper=250000,512"), {"hopper": 250000, "*": 512})
+        with self.assertRaisesRegex(ValueError, "unknown preset"):
+            speed_vs_sb3.parse_timesteps("walker=5")
+        self.assertEqual(speed_vs_sb3.parse_thresholds("hopper=1000"), {"hopper": 1000.0})
+        # Peer venvs are checked by main, not by the parser (the docs test parses commands).
+        args = speed_vs_sb3.parse_args(
+            [
+                "--peers=sb3,cleanrl,tfagents",
+                "--skip_sb3",
+                "--total_timesteps=hopper=4096",
+                "--presets=hopper",
+            ]
+        )
+        self.assertEqual(args.peers, ["cleanrl", "tfagents"])
+        self.assertEqual(speed_vs_sb3.budget(args, "hopper"), 4096)
+        self.assertEqual(speed_vs_sb3.parse_args([]).peers, ["sb3"])  # the historical default
+        with self.assertRaises(SystemExit):
+            speed_vs_sb3.parse_args(["--peers=rllib"])
+
+    def test_command_line_shows_the_note_apart(self):
+        self.assertEqual(
+            speed_vs_sb3.command_line(["--seeds=0", "--note=a long sentence", "--cleanrl_dir=a b"]),
+            ".venv/bin/python benchmarks/speed_vs_sb3.py --seeds=0 --note=\"...\" '--cleanrl_dir=a b'",
+        )
+
+    def test_cleanrl_scripts_are_found_in_a_checkout_or_a_folder(self):
+        checkout, folder = make_tempdir(self), make_tempdir(self)
+        os.makedirs(os.path.join(checkout, "cleanrl"))
+        in_checkout, in_folder = os.path.join(checkout, "cleanrl", "ppo.py"), os.path.join(folder, "ppo.py")
+        for path in (in_checkout, in_folder):
+            with open(path, "w"):
+                pass
+        self.assertEqual(speed_vs_sb3.cleanrl_script(checkout, "ppo.py"), in_checkout)
+        self.assertEqual(speed_vs_sb3.cleanrl_script(folder, "ppo.py"), in_folder)
+        with self.assertRaisesRegex(FileNotFoundError, "ppo_continuous_action.py"):
+            speed_vs_sb3.cleanrl_script(folder, "ppo_continuous_action.py")
+
+
+class SpeedPeerOutputsTest(absltest.TestCase):
+    """What the drivers record, and the figures and verdicts made from it."""
+
+    def test_cleanrl_recorder_writes_one_record_per_iteration(self):
+        path = os.path.join(make_tempdir(self), "records.jsonl")
+        with open(path, "w") as f:
+            recorder = _cleanrl_driver.Recorder(f)
+            recorder.marks["construct_start"] = time.perf_counter()
+            for value in range(150):  # more than the last-100 window
+                recorder.scalar("charts/episodic_return", float(value), value)
+            recorder.scalar("losses/value_loss", 1.0, 256)
+            recorder.scalar("charts/SPS", 1000, 256)
+        with open(path) as f:
+            records = [json.loads(line) for line in f]
+        self.assertLen(records, 1)
+        self.assertEqual(records[0]["global_step"], 256)
+        self.assertEqual(records[0]["episodes"], 150)
+        self.assertAlmostEqual(records[0]["episode_return_mean"], sum(range(50, 150)) / 100)
+        self.assertGreaterEqual(records[0]["wall_s"], 0.0)
+        self.assertEqual(recorder.last_step, 256)
+
+    def test_cleanrl_driver_splits_its_own_flags_from_the_scripts(self):
+        args, script = _cleanrl_driver.parse_args(
+            ["--script=ppo.py", "--records=r", "--summary=s", "--", "--env-id", "CartPole-v1"]
+        )
+        self.assertEqual((args.script, args.torch_threads), ("ppo.py", 1))
+        self.assertEqual(script, ["--env-id", "CartPole-v1"])
+
+    def test_random_policy_rate_is_measured(self):
+        self.assertGreater(_random_policy.measure("CartPole-v1", 2, 0, 0.05), 0.0)
+
+    def rows(self):
+        def run(library, seed, sps, reached_s, env="CartPole-v1"):
+            records = [
+                {"global_step": 256, "episodes": 50, "episode_return_mean": 480.0, "wall_s": 1.0},
+                {"global_step": 512, "episodes": 120, "episode_return_mean": 300.0, "wall_s": 2.0},
+            ]
+            if reached_s is not None:
+                records.append(
+                    {"global_step": 768, "episodes": 150, "episode_return_mean": 476.0, "wall_s": reached_s}
+                )
+            timing = {"steps": int(sps * 10), "construct_s": 0.1, "total_s": 10.0}
+            return _speed_report.result_row("cartpole", env, library, seed, records, timing)
+
+        return [
+            run("sb3", 0, 1000, 20.0),
+            run("cleanrl", 0, 2000, None, env="CartPole-v1"),
+            run("tfppo", 0, 6000, 4.0),
+            run("sb3", 1, 1000, 30.0),
+            run("cleanrl", 1, 2000, 10.0),
+            run("tfppo", 1, 4000, 5.0),
+        ]
+
+    def test_threshold_needs_a_full_window_of_episodes(self):
+        row = self.rows()[0]
+        self.assertEqual((row["reached_step"], row["reached_s"]), (768, 20.0))  # not the 480 of 50 episodes
+        self.assertEqual(row["sps"], 1000.0)
+        self.assertEqual(row["first_update_s"], 1.0)
+
+    def test_ratios_targets_and_random_shares(self):
+        rows = self.rows()
+        self.assertEqual(_speed_report.ratios("cartpole", rows, "sb3"), [6.0, 4.0])
+        self.assertEqual(_speed_report.time_ratios("cartpole", rows, "sb3"), [5.0, 6.0])
+        self.assertEqual(_speed_report.time_ratios("cartpole", rows, "cleanrl"), [None, 2.0])
+        rates = [
+            {"preset": "cartpole", "seed": 0, "source": "main", "rate": 10000.0},
+            {"preset": "cartpole", "seed": 0, "source": "cleanrl", "rate": 20000.0},
+        ]
+        summary = {e["library"]: e for e in _speed_report.summarise(["cartpole"], rows, rates)}
+        self.assertEqual(list(summary), ["sb3", "cleanrl", "tfppo"])
+        self.assertAlmostEqual(summary["tfppo"]["fraction_of_random"], 0.5)
+        self.assertAlmostEqual(summary["cleanrl"]["fraction_of_random"], 0.1)  # against its own venv
+        checks = {c["what"]: c for c in _speed_report.target_checks(list(summary.values()))}
+        self.assertEqual(checks["tfppo / SB3 PPO"]["target"], 5.0)
+        self.assertTrue(checks["tfppo / SB3 PPO"]["speed_met"])  # mean 5.0
+        self.assertTrue(checks["tfppo / SB3 PPO"]["time_met"])  # mean 5.5
+        self.assertTrue(checks["tfppo / CleanRL"]["speed_met"])  # 2.5 >= 2
+        self.assertTrue(checks["tfppo / CleanRL"]["time_met"])  # only seed 1 counts: 2.0
+        self.assertEqual(_speed_report.target("tfagents", "hopper"), 3.0)
+        self.assertEqual(_speed_report.target("sb3", "hopper"), 3.0)
+
+    def test_results_files(self):
+        out = make_tempdir(self)
+        meta = {
+            "command": "x",
+            "note": "The machine was shared.",
+            "started": "now",
+            "cpus": 2,
+            "load_start": 1.0,
+            "load_end": 1.0,
+            "commit": "abc1234",
+            "tfppo_dir": "/tmp/t",
+            "dirty": [],
+            "tensorflow": "2.20.0",
+            "seeds": [0, 1],
+            "tfppo_flags": {"cartpole": ["--flagfile=experiments/cartpole.flags"]},
+            "versions": {},
+        }
+        text = _speed_report.write_outputs(out, meta, ["cartpole"], self.rows(), [])
+        self.assertIn("The machine was shared.", text)
+        self.assertIn("| CleanRL | CartPole-v1 |", text)
+        self.assertIn("| cartpole | tfppo / SB3 PPO | >= 5x | 5.00 (4.00) | met |", text)
+        with open(os.path.join(out, "results.json")) as f:
+            results = json.load(f)
+        self.assertEqual(len(results["runs"]), 6)
+        self.assertEqual(results["summary"][-1]["library"], "tfppo")
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1,0 +1,237 @@
+"""The speed benchmark's presets and each library's command line for them (no I/O, no imports
+of any RL library): one set of hyperparameters per preset, written once in `Hyper`, turned into
+SB3 keyword arguments, CleanRL flags, TF-Agents driver settings; tfppo reads its flagfile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """One preset's PPO hyperparameters, in library-neutral words.
+
+    vf_coef weighs the mean squared value error (SB3's and TF-Agents' scale; CleanRL weighs
+    half of it, so it gets twice this). clip_value, when set, clips the value change to
+    +-clip_value as CleanRL's clip_vloss does (which uses the policy's clip_coef).
+    """
+
+    num_envs: int
+    num_steps: int
+    num_minibatches: int
+    num_epochs: int
+    gamma: float
+    gae_lambda: float
+    learning_rate: float
+    anneal_lr: bool
+    clip_epsilon: float = 0.2
+    anneal_clip: bool = False
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    clip_value: float | None = None
+    norm_obs: bool = False
+    norm_reward: bool = False
+    hidden_sizes: tuple = (64, 64)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    env: str
+    total_timesteps: int
+    threshold: float
+    hyper: Hyper
+    sb3_variants: tuple  # (library label, extra PPO kwargs) in run order; "sb3" is the speed baseline
+    tfppo_flags: tuple
+    tfppo_optional: tuple = ()  # flags passed only if this tfppo defines them
+    cleanrl_script: str | None = None  # a file of CleanRL's cleanrl/ folder; None: CleanRL not run
+    cleanrl_env: str | None = None  # the env id CleanRL's script runs (None: env)
+    tfagents: bool = True
+
+    @property
+    def num_envs(self) -> int:
+        return self.hyper.num_envs
+
+
+PRESETS = {
+    # rl-baselines3-zoo's CartPole-v1 (experiments/cartpole.flags).
+    "cartpole": Preset(
+        env="CartPole-v1",
+        total_timesteps=100_000,
+        threshold=475.0,
+        hyper=Hyper(
+            num_envs=8,
+            num_steps=32,
+            num_minibatches=1,
+            num_epochs=20,
+            gamma=0.98,
+            gae_lambda=0.8,
+            learning_rate=1e-3,
+            anneal_lr=True,
+            anneal_clip=True,
+        ),
+        sb3_variants=(("sb3", {}),),
+        tfppo_flags=("--flagfile=experiments/cartpole.flags",),
+        tfppo_optional=("--anneal_clip",),  # SB3's clip_range lin_0.2
+        cleanrl_script="ppo.py",
+    ),
+    # rl-baselines3-zoo's Pendulum-v1 without gSDE (experiments/pendulum.flags).
+    "pendulum": Preset(
+        env="Pendulum-v1",
+        total_timesteps=100_000,
+        threshold=-200.0,
+        hyper=Hyper(
+            num_envs=4,
+            num_steps=1024,
+            num_minibatches=64,
+            num_epochs=10,
+            gamma=0.9,
+            gae_lambda=0.95,
+            learning_rate=1e-3,
+            anneal_lr=False,
+        ),
+        # The zoo preset uses gSDE, which tfppo does not have: the speed ratio is taken against
+        # SB3 with the same plain Gaussian policy ("sb3"); the gSDE runs are reported alongside.
+        sb3_variants=(("sb3_gsde", dict(use_sde=True, sde_sample_freq=4)), ("sb3", {})),
+        tfppo_flags=("--flagfile=experiments/pendulum.flags",),
+        cleanrl_script="ppo_continuous_action.py",
+    ),
+    # CleanRL's MuJoCo defaults (experiments/hopper.flags); 2300 as in docs/benchmarks/hopper.
+    "hopper": Preset(
+        env="Hopper-v5",
+        total_timesteps=1_000_000,
+        threshold=2300.0,
+        hyper=Hyper(
+            num_envs=1,
+            num_steps=2048,
+            num_minibatches=32,
+            num_epochs=10,
+            gamma=0.99,
+            gae_lambda=0.95,
+            learning_rate=3e-4,
+            anneal_lr=True,
+            vf_coef=0.25,
+            clip_value=0.2,
+            norm_obs=True,
+            norm_reward=True,
+        ),
+        sb3_variants=(("sb3", {}),),
+        tfppo_flags=("--flagfile=experiments/hopper.flags",),
+        cleanrl_script="ppo_continuous_action.py",
+        # ppo_continuous_action.py needs gymnasium 0.29 (its TransformObservation call fails on
+        # 1.x), which has Hopper up to v4 (same model and observation, older MuJoCo bindings).
+        cleanrl_env="Hopper-v4",
+    ),
+    # Atari goes here once tfppo has pixel observations: env="ALE/Breakout-v5", CleanRL's
+    # cleanrl_script="ppo_atari.py" (its 8 envs x 128 steps, 4 epochs of 4 minibatches), the
+    # zoo's SB3 Atari kwargs, tfppo's flagfile, and _random_policy.py / the TF-Agents adapter
+    # given the same Atari wrappers.
+}
+
+
+def run_budget(hyper: Hyper, total_timesteps: int) -> int:
+    """Env steps of a run: every library stops at the first update that reaches the budget."""
+    return math.ceil(total_timesteps / hyper.batch_size) * hyper.batch_size
+
+
+def schedule(value: float, anneal: bool):
+    return {"linear": value} if anneal else value
+
+
+def sb3_kwargs(hyper: Hyper) -> dict:
+    """PPO(...) keyword arguments for benchmarks/_sb3_driver.py ({"linear": x}: x decaying to 0)."""
+    kwargs = dict(
+        n_steps=hyper.num_steps,
+        batch_size=hyper.minibatch_size,
+        n_epochs=hyper.num_epochs,
+        gae_lambda=hyper.gae_lambda,
+        gamma=hyper.gamma,
+        ent_coef=hyper.ent_coef,
+        vf_coef=hyper.vf_coef,
+        max_grad_norm=hyper.max_grad_norm,
+        learning_rate=schedule(hyper.learning_rate, hyper.anneal_lr),
+        clip_range=schedule(hyper.clip_epsilon, hyper.anneal_clip),
+    )
+    if hyper.clip_value is not None:
+        kwargs["clip_range_vf"] = hyper.clip_value
+    if hyper.hidden_sizes != (64, 64):
+        kwargs["policy_kwargs"] = {"net_arch": list(hyper.hidden_sizes)}
+    return kwargs
+
+
+def sb3_normalize(hyper: Hyper) -> dict | None:
+    """VecNormalize keyword arguments (CleanRL's wrappers: clip observations and rewards at 10)."""
+    if not (hyper.norm_obs or hyper.norm_reward):
+        return None
+    return dict(
+        norm_obs=hyper.norm_obs,
+        norm_reward=hyper.norm_reward,
+        gamma=hyper.gamma,
+        clip_obs=10.0,
+        clip_reward=10.0,
+    )
+
+
+def flag(name: str, value: bool) -> str:
+    return f"--{name}" if value else f"--no-{name}"
+
+
+def cleanrl_args(preset: Preset, seed: int, total_timesteps: int) -> list[str]:
+    """The command line of CleanRL's script (tyro flags) for this preset."""
+    hyper = preset.hyper
+    if hyper.clip_value not in (None, hyper.clip_epsilon):
+        raise ValueError(f"CleanRL clips the value change by clip_coef only, not {hyper.clip_value}")
+    if hyper.hidden_sizes != (64, 64):
+        raise ValueError(f"CleanRL's scripts have 64x64 networks, not {hyper.hidden_sizes}")
+    return [
+        *("--env-id", preset.cleanrl_env or preset.env),
+        *("--seed", str(seed)),
+        # CleanRL runs total_timesteps // batch_size iterations: give it the rounded-up budget.
+        *("--total-timesteps", str(run_budget(hyper, total_timesteps))),
+        *("--num-envs", str(hyper.num_envs)),
+        *("--num-steps", str(hyper.num_steps)),
+        *("--num-minibatches", str(hyper.num_minibatches)),
+        *("--update-epochs", str(hyper.num_epochs)),
+        *("--gamma", repr(hyper.gamma)),
+        *("--gae-lambda", repr(hyper.gae_lambda)),
+        *("--learning-rate", repr(hyper.learning_rate)),
+        flag("anneal-lr", hyper.anneal_lr),
+        *("--clip-coef", repr(hyper.clip_epsilon)),
+        flag("clip-vloss", hyper.clip_value is not None),
+        *("--ent-coef", repr(hyper.ent_coef)),
+        *("--vf-coef", repr(2 * hyper.vf_coef)),
+        *("--max-grad-norm", repr(hyper.max_grad_norm)),
+        "--norm-adv",
+        "--no-cuda",
+    ]
+
+
+def tfagents_hyper(hyper: Hyper) -> dict:
+    """The --hyper JSON of benchmarks/_tfagents_driver.py."""
+    keys = (
+        "num_steps",
+        "num_minibatches",
+        "num_epochs",
+        "gamma",
+        "gae_lambda",
+        "learning_rate",
+        "anneal_lr",
+        "clip_epsilon",
+        "ent_coef",
+        "vf_coef",
+        "max_grad_norm",
+        "clip_value",
+        "norm_obs",
+        "norm_reward",
+    )
+    return {**{key: getattr(hyper, key) for key in keys}, "hidden_sizes": list(hyper.hidden_sizes)}
