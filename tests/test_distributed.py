@@ -13,6 +13,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from tests.helpers import REPO, make_tempdir
@@ -193,6 +194,7 @@ class TwoWorkerRunTest(absltest.TestCase):
         with open(os.path.join(logdir, "metrics.jsonl")) as f:
             self.assertEqual([json.loads(line)["global_step"] for line in f], [256, 512, 768, 1024])
 
+    @pytest.mark.slow  # two more workers started: `pytest -m slow tests`
     def test_dict_observations_with_images_train_on_two_workers(self):
         # An image, a vector (normalised: statistics merged over the workers) and a Discrete key.
         logdir = os.path.join(make_tempdir(self), "run")

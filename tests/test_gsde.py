@@ -9,6 +9,7 @@ import os
 from contextlib import redirect_stdout
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from scipy import stats
 
@@ -155,6 +156,7 @@ class GsdeTest(tf.test.TestCase):
             Config(sde_sample_freq=0)
 
 
+@pytest.mark.slow  # a Pendulum run, resumed and exported: `pytest -m slow tests`
 class GsdeRunTest(tf.test.TestCase):
     def test_train_resume_and_export(self):
         logdir = os.path.join(make_tempdir(self), "run")

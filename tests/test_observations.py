@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -286,6 +287,7 @@ class ConvertTest(tf.test.TestCase):
             self.assertAllClose(model.value(stored), reference.value(stored), atol=1e-5, msg=fmt)
 
 
+@pytest.mark.slow  # learning runs: `pytest -m slow tests`
 class LearningTest(tf.test.TestCase):
     def test_image_and_dict_policies_learn(self):
         # ImageSide: optimum 8, random 4; DictObservation: optimum 8, random ~2.7 (mask: ~4).
