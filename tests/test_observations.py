@@ -211,6 +211,9 @@ class MultiBinaryActionTest(tf.test.TestCase):
         self.assertAllEqual(distributions.mode(spec, distribution), [[1, 0, 1]])
         samples = distribution.sample(20_000, seed=1).numpy()
         self.assertAllClose(samples.mean(axis=0)[0], p, atol=0.02)
+        from tfppo import evaluate
+
+        self.assertEqual(evaluate.describe(spec), "binary(3)")  # evaluate --model names MultiBinary models
         with self.assertRaisesRegex(ConfigError, "action mask but the action space is MultiBinary"):
             envs_lib.env_spec(spaces.Box(-1, 1, (2,)), spaces.MultiBinary(3), True)
 

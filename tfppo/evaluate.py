@@ -70,6 +70,7 @@ def describe(action) -> str:
         "discrete": [action.num_actions],
         "box": list(action.shape),
         "multi_discrete": list(action.nvec),
+        "binary": [action.num_actions],
         "hybrid": [f"{action.num_actions} x {action.dim}"],
     }[action.kind]
     return f"{action.kind}({', '.join(map(str, sizes))})"
