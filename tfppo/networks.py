@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfppo import distributions
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.envs import ActionSpec, EnvSpec
+from tfppo.numpy_policy import GSDE_EPSILON
 from tfppo.observations import Component, ObservationSpec
 
 
@@ -236,9 +237,6 @@ class GaussianHead(keras.layers.Layer):
         else:
             scale = tf.nn.softplus(self.scale_head(features)) + self.sigma_min
         return {"loc": loc, "scale": scale}
-
-
-GSDE_EPSILON = 1e-6  # inside the square root, as SB3's StateDependentNoiseDistribution
 
 
 def gsde_std(log_std, num_actions: int):

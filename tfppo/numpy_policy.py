@@ -13,7 +13,9 @@ import numpy as np
 
 from tfppo.envs import EnvSpec
 
-GSDE_EPSILON = 1e-6  # as tfppo.networks.GSDE_EPSILON (this module imports no TensorFlow)
+# gSDE's variance floor inside the square root, as SB3's StateDependentNoiseDistribution; defined
+# here (no TensorFlow) and used by tfppo.networks too.
+GSDE_EPSILON = 1e-6
 
 _ACTIVATIONS = {
     "tanh": np.tanh,
