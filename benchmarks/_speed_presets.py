@@ -1,6 +1,7 @@
 """The speed benchmark's presets and each library's command line for them (no I/O, no imports
 of any RL library): one set of hyperparameters per preset, written once in `Hyper`, turned into
 SB3 keyword arguments, CleanRL flags, TF-Agents driver settings; tfppo reads its flagfile.
+A recurrent Hyper (recurrent="lstm") runs on SB3's side as sb3-contrib's RecurrentPPO.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ class Hyper:
 
     vf_coef weighs the mean squared value error (SB3's and TF-Agents' scale; CleanRL weighs
     half of it, so it gets twice this). clip_value, when set, clips the value change to
-    +-clip_value as CleanRL's clip_vloss does (which uses the policy's clip_coef).
+    +-clip_value as CleanRL's clip_vloss does (which uses the policy's clip_coef). activation
+    and ortho_init are the hidden layers' (tfppo's --activation, --ortho_init). recurrent
+    ("lstm") puts an rnn_units LSTM in the actor and, separately, in the critic.
     """
 
     num_envs: int
@@ -35,6 +38,10 @@ class Hyper:
     norm_obs: bool = False
     norm_reward: bool = False
     hidden_sizes: tuple = (64, 64)
+    activation: str = "tanh"
+    ortho_init: bool = True
+    recurrent: str | None = None
+    rnn_units: int = 64
 
     @property
     def batch_size(self) -> int:
@@ -56,6 +63,7 @@ class Preset:
     tfppo_optional: tuple = ()  # flags passed only if this tfppo defines them
     cleanrl_script: str | None = None  # a file of CleanRL's cleanrl/ folder; None: CleanRL not run
     cleanrl_env: str | None = None  # the env id CleanRL's script runs (None: env)
+    sb3_env: str | None = None  # the env id SB3's driver runs (None: env)
     tfagents: bool = True
 
     @property
@@ -132,6 +140,34 @@ PRESETS = {
         # 1.x), which has Hopper up to v4 (same model and observation, older MuJoCo bindings).
         cleanrl_env="Hopper-v4",
     ),
+    # rl-baselines3-zoo's RecurrentPPO CartPoleNoVel-v1 (experiments/cartpole_novel_lstm.flags):
+    # CartPole observing cart position and pole angle only. SB3's side is sb3-contrib's
+    # RecurrentPPO on the same env, built by benchmarks/_sb3_recurrent_driver.py (no tfppo there).
+    "cartpole_novel_lstm": Preset(
+        env="tfppo/CartPoleNoVel-v0",
+        total_timesteps=100_000,
+        threshold=475.0,
+        hyper=Hyper(
+            num_envs=8,
+            num_steps=32,
+            num_minibatches=1,
+            num_epochs=20,
+            gamma=0.98,
+            gae_lambda=0.8,
+            learning_rate=1e-3,
+            anneal_lr=True,
+            anneal_clip=True,
+            norm_obs=True,
+            hidden_sizes=(64,),
+            activation="relu",
+            ortho_init=False,
+            recurrent="lstm",
+        ),
+        sb3_variants=(("sb3_recurrent", {}),),
+        tfppo_flags=("--flagfile=experiments/cartpole_novel_lstm.flags",),
+        sb3_env="CartPoleNoVel-v1",
+        tfagents=False,
+    ),
     # Atari goes here once tfppo has pixel observations: env="ALE/Breakout-v5", CleanRL's
     # cleanrl_script="ppo_atari.py" (its 8 envs x 128 steps, 4 epochs of 4 minibatches), the
     # zoo's SB3 Atari kwargs, tfppo's flagfile, and _random_policy.py / the TF-Agents adapter
@@ -149,7 +185,8 @@ def schedule(value: float, anneal: bool):
 
 
 def sb3_kwargs(hyper: Hyper) -> dict:
-    """PPO(...) keyword arguments for benchmarks/_sb3_driver.py ({"linear": x}: x decaying to 0)."""
+    """PPO(...) keyword arguments for benchmarks/_sb3_driver.py ({"linear": x}: x decaying to 0);
+    RecurrentPPO(...)'s for benchmarks/_sb3_recurrent_driver.py when hyper.recurrent is set."""
     kwargs = dict(
         n_steps=hyper.num_steps,
         batch_size=hyper.minibatch_size,
@@ -164,8 +201,19 @@ def sb3_kwargs(hyper: Hyper) -> dict:
     )
     if hyper.clip_value is not None:
         kwargs["clip_range_vf"] = hyper.clip_value
+    policy = {}
     if hyper.hidden_sizes != (64, 64):
-        kwargs["policy_kwargs"] = {"net_arch": list(hyper.hidden_sizes)}
+        policy["net_arch"] = dict(pi=list(hyper.hidden_sizes), vf=list(hyper.hidden_sizes))
+    if hyper.activation != "tanh":
+        policy["activation_fn"] = {"relu": "ReLU"}[hyper.activation]  # torch.nn's class, by name
+    if not hyper.ortho_init:
+        policy["ortho_init"] = False
+    if hyper.recurrent:
+        if hyper.recurrent != "lstm":
+            raise ValueError(f"sb3-contrib's RecurrentPPO has an LSTM, not {hyper.recurrent}")
+        policy.update(lstm_hidden_size=hyper.rnn_units, enable_critic_lstm=True)
+    if policy:
+        kwargs["policy_kwargs"] = policy
     return kwargs
 
 

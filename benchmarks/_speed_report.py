@@ -17,11 +17,12 @@ RETURN_WINDOW = 100  # episodes in the "last 100" mean, as in every library's ow
 LABELS = {
     "sb3": "SB3 PPO",
     "sb3_gsde": "SB3 PPO + gSDE (zoo preset)",
+    "sb3_recurrent": "sb3-contrib RecurrentPPO",
     "cleanrl": "CleanRL",
     "tfagents": "TF-Agents PPOClipAgent",
     "tfppo": "tfppo",
 }
-LIBRARY_ORDER = ("sb3_gsde", "sb3", "cleanrl", "tfagents", "tfppo")
+LIBRARY_ORDER = ("sb3_gsde", "sb3", "sb3_recurrent", "cleanrl", "tfagents", "tfppo")
 # Which random-policy measurement a library is set against: CleanRL steps gymnasium 0.29 in
 # its own venv; the others step gymnasium 1.x envs like tfppo's.
 RATE_SOURCE = {"cleanrl": "cleanrl"}
@@ -304,9 +305,10 @@ def versions_lines(meta: dict, presets: list) -> list:
     versions = meta.get("versions", {})
     if "sb3" in versions:
         v = versions["sb3"]
+        contrib = f", sb3-contrib {v['sb3_contrib']}" if v.get("sb3_contrib") else ""
         lines.append(
-            f"- SB3: stable-baselines3 {v['stable_baselines3']}, torch {v['torch']}, {v['torch_threads']} torch "
-            f"thread(s), gymnasium {v.get('gymnasium', '?')}; .venv-sb3."
+            f"- SB3: stable-baselines3 {v['stable_baselines3']}{contrib}, torch {v['torch']}, {v['torch_threads']} "
+            f"torch thread(s), gymnasium {v.get('gymnasium', '?')}; .venv-sb3."
         )
     if "cleanrl" in versions:
         v = versions["cleanrl"]

@@ -8,7 +8,8 @@ Same hyperparameters (benchmarks/_speed_presets.py), same machine, one run. Each
 its own virtual environment next to tfppo's .venv (see benchmarks/README_speed.md for the one
 command that makes each); a peer is never a dependency of tfppo. The name is historical: the
 script began against SB3 alone, and `--peers` defaults to `sb3` so its first command still
-measures what it did.
+measures what it did. On a recurrent preset (cartpole_novel_lstm) the SB3 peer is sb3-contrib's
+RecurrentPPO (benchmarks/_sb3_recurrent_driver.py); CleanRL and TF-Agents skip it.
 
 One process at a time, alternating libraries seed by seed (random-policy rates, SB3, CleanRL,
 TF-Agents, tfppo, then the next seed), so a load change on a shared machine hits all of them.
@@ -54,9 +55,10 @@ VENVS = {
     "cleanrl": ".venv-cleanrl",
     "tfagents": ".venv-tfagents",
 }
+SB3_CONTRIB = "sb3-contrib==2.9.2"  # RecurrentPPO, for the recurrent presets
 SETUP = {
     "sb3": "python3 -m venv .venv-sb3 && .venv-sb3/bin/pip install torch==2.13.0 "
-    "stable-baselines3==2.9.2 'gymnasium[classic-control,mujoco]==1.4.0'",
+    f"stable-baselines3==2.9.2 {SB3_CONTRIB} 'gymnasium[classic-control,mujoco]==1.4.0'",
     "cleanrl": "python3 -m venv .venv-cleanrl && .venv-cleanrl/bin/pip install torch==2.13.0 "
     "'gymnasium[mujoco]==0.29.1' 'numpy<2' tyro==1.0.17 tensorboard==2.21.0",
     "tfagents": "python3 -m venv .venv-tfagents && .venv-tfagents/bin/pip install tf-agents==0.19.0 "
@@ -210,6 +212,9 @@ def check_peers(args: argparse.Namespace) -> None:
     for peer in args.peers:
         if not os.path.isfile(venv_python(peer)):
             fail(f"{venv_python(peer)} is missing; create it from the repository root with: {SETUP[peer]}")
+    if "sb3" in args.peers and any(PRESETS[name].hyper.recurrent for name in args.presets):
+        if subprocess.run([venv_python("sb3"), "-c", "import sb3_contrib"], capture_output=True).returncode:
+            fail(f"recurrent presets need sb3-contrib: {VENVS['sb3']}/bin/pip install {SB3_CONTRIB}")
     if "cleanrl" in args.peers:
         if not args.cleanrl_dir:
             fail("--peers=cleanrl needs --cleanrl_dir=a CleanRL checkout (git clone of vwxyzjn/cleanrl)")
@@ -256,10 +261,12 @@ def row(name: str, env: str, library: str, seed: int, records: list, timing: dic
 def run_sb3(name: str, label: str, extra: dict, seed: int, total: int, rundir: str) -> dict:
     preset = PRESETS[name]
     stem = os.path.join(rundir, f"{name}_{label}_seed{seed}")
+    env = preset.sb3_env or preset.env
+    driver = "_sb3_recurrent_driver.py" if preset.hyper.recurrent else "_sb3_driver.py"
     command = [
         venv_python("sb3"),
-        os.path.join(BENCHMARKS, "_sb3_driver.py"),
-        f"--env={preset.env}",
+        os.path.join(BENCHMARKS, driver),
+        f"--env={env}",
         f"--num_envs={preset.num_envs}",
         f"--seed={seed}",
         f"--total_timesteps={total}",
@@ -270,12 +277,12 @@ def run_sb3(name: str, label: str, extra: dict, seed: int, total: int, rundir: s
     normalize = sb3_normalize(preset.hyper)
     if normalize:
         command.append(f"--normalize={json.dumps(normalize)}")
-    run_command(command, stem + ".log", f"{LABELS[label]} on {preset.env} seed {seed}")
+    run_command(command, stem + ".log", f"{LABELS[label]} on {env} seed {seed}")
     summary = read_json(stem + ".json", label)
     timing = {key: summary[key] for key in ("steps", "construct_s", "total_s")}
-    versions = ("stable_baselines3", "torch", "torch_threads", "gymnasium")
+    versions = ("stable_baselines3", "sb3_contrib", "torch", "torch_threads", "gymnasium")
     timing["extra"] = {"versions": {k: summary.get(k) for k in versions}}
-    return row(name, preset.env, label, seed, read_json(stem + ".jsonl", label), timing)
+    return row(name, env, label, seed, read_json(stem + ".jsonl", label), timing)
 
 
 def run_cleanrl(name: str, seed: int, total: int, rundir: str, cleanrl_dir: str) -> dict:
@@ -375,22 +382,25 @@ def run_tfppo(name: str, flags: list, seed: int, total: int, rundir: str, tfppo_
     return row(name, preset.env, "tfppo", seed, records, timing)
 
 
-def random_policy_rate(python: str, env: str, num_envs: int, seed: int, rundir: str) -> dict:
-    """Random actions in a SyncVectorEnv under the given interpreter (that venv's gymnasium)."""
+def random_policy_rate(python: str, env: str, num_envs: int, seed: int, rundir: str, tfppo_dir: str) -> dict:
+    """Random actions in a SyncVectorEnv under the given interpreter (that venv's gymnasium); a
+    tfppo/... env is registered by importing tfppo.envs from tfppo_dir (gymnasium's module:id)."""
     log = os.path.join(rundir, f"random_{os.path.basename(os.path.dirname(os.path.dirname(python)))}.log")
     command = [
         python,
         os.path.join(BENCHMARKS, "_random_policy.py"),
-        f"--env={env}",
+        f"--env={'tfppo.envs:' if env.startswith('tfppo/') else ''}{env}",
         f"--num_envs={num_envs}",
         f"--seed={seed}",
         f"--seconds={RANDOM_SECONDS}",
     ]
     with open(log, "a", encoding="utf-8") as f:
-        result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=f, text=True)
+        result = subprocess.run(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=f, text=True, env=tfppo_env(tfppo_dir)
+        )
     if result.returncode != 0:
         raise BenchmarkError(f"random policy on {env} under {python} failed (output: {log})")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "env": env}
 
 
 def available_tfppo_flags(tfppo_dir: str) -> set:
@@ -498,7 +508,7 @@ def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -
         sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env))
     rates = []
     for source, python, env in sources:
-        measured = random_policy_rate(python, env, preset.num_envs, seed, rundir)
+        measured = random_policy_rate(python, env, preset.num_envs, seed, rundir, args.tfppo_dir)
         rates.append({"preset": name, "seed": seed, "source": source, **measured})
         print(f"{env} seed {seed} random policy ({source} venv): {measured['rate']:.0f} steps/s", flush=True)
     return rates
@@ -525,7 +535,8 @@ def main() -> None:
                 for result in run_seed(name, seed, args, meta, rundir):
                     rows.append(result)
                     if "versions" in result:
-                        meta["versions"][result["library"].split("_")[0]] = result["versions"]
+                        versions = meta["versions"].setdefault(result["library"].split("_")[0], {})
+                        versions.update({k: v for k, v in result["versions"].items() if v is not None})
                     print(describe(result), flush=True)
                     write_outputs(out, meta, args.presets, rows, rates)
     except BenchmarkError as error:

@@ -22,6 +22,7 @@ IMAGE_LAYOUTS = ("auto", "hwc", "chw")
 CNNS = ("auto", "nature", "small", "flatten")
 HYBRID_RATIOS = ("joint", "per_head")
 RATIOS = ("log_prob", "prob_eps")
+RECURRENT = ("none", "lstm", "gru")
 # Seeds derived from --seed (per env, worker and resumed update) stay well inside int64 and
 # TensorFlow's int32 stateless seeds.
 MAX_SEED = 2**31 - 1
@@ -137,6 +138,17 @@ class Config:
     # for images of 36 pixels or more on each side, else small; "flatten": no convolution, the
     # pixels straight into the MLP (gymnax-blines' MinAtar networks).
     cnn: str = "auto"
+    # Memory (partially observed envs): an LSTM or GRU of rnn_units after the torso of the actor
+    # and of the critic (one, shared, with --shared_torso). The update trains on sequences of
+    # rnn_sequence_length steps (0: the whole rollout of each env, CleanRL's scheme), each from
+    # the recurrent state the rollout stored at its first step; --num_minibatches splits the
+    # sequences, so it must divide num_envs * num_steps / rnn_sequence_length.
+    recurrent: str = "none"
+    rnn_units: int = 64
+    rnn_sequence_length: int = 0
+    # An MLP between the memory and the heads (SB3 RecurrentPPO's net_arch after its LSTM);
+    # empty: the heads read the memory's output (CleanRL's ppo_atari_lstm).
+    rnn_hidden_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.env_kwargs, dict):  # Stored as canonical JSON text: one flag, one value.
@@ -156,6 +168,16 @@ class Config:
     def minibatch_size(self) -> int:
         """M: transitions per gradient step."""
         return self.batch_size // self.num_minibatches
+
+    @property
+    def sequence_length(self) -> int:
+        """L: steps per training sequence of a recurrent policy (the whole rollout by default)."""
+        return self.rnn_sequence_length or self.num_steps
+
+    @property
+    def num_sequences(self) -> int:
+        """Training sequences per update of a recurrent policy: num_envs * num_steps / L."""
+        return self.num_envs * (self.num_steps // self.sequence_length)
 
     @property
     def critic_sizes(self) -> tuple[int, ...]:
@@ -214,6 +236,7 @@ def validate(config: Config) -> None:
     _choice("cnn", config.cnn, CNNS)
     _choice("hybrid_ratio", config.hybrid_ratio, HYBRID_RATIOS)
     _choice("ratio", config.ratio, RATIOS)
+    _choice("recurrent", config.recurrent, RECURRENT)
     for name in ("num_envs", "num_steps", "actor_epochs", "num_minibatches"):
         value = getattr(config, name)
         _require(value >= 1, f"--{name}={value} must be a positive integer")
@@ -272,7 +295,7 @@ def validate(config: Config) -> None:
         f"--actor_epochs={config.actor_epochs}",
     )
     _require(len(config.hidden_sizes) >= 1, "--hidden_sizes needs at least one layer, e.g. 64,64")
-    for name in ("hidden_sizes", "critic_hidden_sizes"):
+    for name in ("hidden_sizes", "critic_hidden_sizes", "rnn_hidden_sizes"):
         for size in getattr(config, name):
             _require(size >= 1, f"--{name} contains {size}; every layer needs >= 1 unit")
     _require(
@@ -280,8 +303,34 @@ def validate(config: Config) -> None:
         f"--shared_torso shares one torso: --critic_hidden_sizes={','.join(map(str, config.critic_hidden_sizes))} "
         "must be empty or equal --hidden_sizes",
     )
+    _validate_recurrent(config)
     _require(
         config.batch_size % config.num_minibatches == 0,
         f"--num_minibatches={config.num_minibatches} does not divide the batch of "
         f"{config.batch_size} (= --num_steps {config.num_steps} x --num_envs {config.num_envs})",
+    )
+
+
+def _validate_recurrent(config: Config) -> None:
+    _require(config.rnn_units >= 1, f"--rnn_units={config.rnn_units} must be a positive integer")
+    length = config.rnn_sequence_length
+    _require(
+        0 <= length and (length == 0 or config.num_steps % length == 0),
+        f"--rnn_sequence_length={length} must be 0 (the whole rollout) or divide --num_steps={config.num_steps}",
+    )
+    if config.recurrent == "none":
+        _require(
+            not config.rnn_hidden_sizes,
+            "--rnn_hidden_sizes applies to a memory: set --recurrent=lstm or gru, or leave it empty",
+        )
+        return
+    _require(
+        config.num_sequences % config.num_minibatches == 0,
+        f"--num_minibatches={config.num_minibatches} does not divide the {config.num_sequences} training "
+        f"sequences of a --recurrent={config.recurrent} update (--num_envs {config.num_envs} x --num_steps "
+        f"{config.num_steps} / --rnn_sequence_length {config.sequence_length})",
+    )
+    _require(
+        config.sigma != "gsde",
+        "--sigma=gsde is not supported with --recurrent yet; use --sigma=state_independent",
     )

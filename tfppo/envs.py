@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from tfppo import atari, example_envs, observations  # noqa: F401  (example_envs registers tfppo/... envs)
+from tfppo import atari, example_envs, memory_envs, observations  # noqa: F401  (they register tfppo/... envs)
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.observations import MASK_KEY, ObservationSpec
 

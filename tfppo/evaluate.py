@@ -102,7 +102,7 @@ def main(argv) -> None:
 
         env = evaluation.make_env(source, FLAGS.video_dir)
         try:
-            returns = evaluation.run_episodes(env, model.act, FLAGS.episodes, seed, spec)
+            returns = evaluation.run_episodes(env, model.act, FLAGS.episodes, seed, spec, model.reset)
         finally:
             env.close()
     except ConfigError as error:

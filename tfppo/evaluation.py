@@ -31,9 +31,12 @@ def make_env(source: envs_lib.EnvSource, video_dir: str = ""):
     return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
 
 
-def run_episodes(env, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec) -> list[float]:
+def run_episodes(
+    env, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec, start: Callable[[], None] | None = None
+) -> list[float]:
     """Plays `episodes` episodes with `act(observation [1, D], mask [1, W] or None) -> [1, ...]`.
 
+    start: called before every episode (a recurrent policy resets its state there).
     Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
     Box actions (and hybrid parameters) are clipped to the bounds before the env sees them.
     The caller owns `env` (and closes it).
@@ -41,6 +44,8 @@ def run_episodes(env, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSp
     returns = []
     for episode in range(episodes):
         observation, info = env.reset(seed=seed + episode)
+        if start is not None:
+            start()
         total, done = 0.0, False
         while not done:
             obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec)

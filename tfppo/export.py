@@ -36,7 +36,7 @@ import tempfile
 
 import tensorflow as tf
 
-from tfppo import distributions
+from tfppo import distributions, memory
 from tfppo.envs import EnvSpec
 from tfppo.observations import ObservationSpec, export_inputs
 
@@ -62,6 +62,8 @@ def metadata(config, spec: EnvSpec, env_record: dict, extra: dict) -> dict:
         "observation_shape": list(spec.observation_shape),
         "inputs": export_inputs(spec.observation),
         "has_mask": spec.has_mask,
+        # --recurrent: the signatures take and return "state" [B, state_size] (see docs/recurrent.md).
+        "recurrent": config.recurrent,
         "spec": spec_to_dict(spec),
         "flags": config.to_dict(),
         **extra,
@@ -175,6 +177,8 @@ class ExportedPolicy(tf.Module):
         # Track the variables only; the Keras models stay in the closures below.
         self.actor_variables = tf_variables(actor)
         self.critic_variables = tf_variables(critic)
+        self.state_size = state_size = sum(memory.state_sizes(actor, critic))
+        meta = {**meta, "state_size": state_size}  # 0: feed-forward; else the width of "state"
         self.metadata_json = tf.Variable(json.dumps(meta, sort_keys=True), trainable=False, name="metadata")
         path = os.path.join(asset_dir, "metadata.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -189,11 +193,27 @@ class ExportedPolicy(tf.Module):
         inputs = list(observation_inputs)
         if spec.has_mask:
             inputs.append(tf.TensorSpec((None, action.mask_width), tf.bool, name="mask"))
+        state_input = [tf.TensorSpec((None, state_size), tf.float32, name="state")] if state_size else []
+        inputs += state_input
 
         def split(args):
-            """(the stored observation, the mask or None) from a signature's positional inputs."""
+            """(the stored observation, the mask or None, the recurrent state or None) from a
+            signature's positional inputs."""
             mask = args[count] if spec.has_mask else None
-            return pack_inputs(spec.observation, args[:count]), mask
+            state = args[len(inputs) - 1] if state_size else None
+            return pack_inputs(spec.observation, args[:count]), mask, state
+
+        def split_state(state):
+            return memory.split_state(state, actor, critic) if state_size else (None, None)
+
+        def next_state(observation, actor_state, critic_state):
+            """The state after this observation: {"state": [B, S]}, or {} for a feed-forward policy."""
+            if not state_size:
+                return {}
+            parts = [actor_state]
+            if memory.state_sizes(actor, critic)[1]:
+                parts.append(critic.value_and_state(normalize(observation), critic_state)[1])
+            return {"state": tf.concat(parts, axis=-1)}
 
         def normalize(observation):
             if normalization is None:
@@ -213,40 +233,57 @@ class ExportedPolicy(tf.Module):
             )
             return tf.reshape(mask, [batch, action.mask_width])
 
-        def params(observation):
-            params = dict(actor.params(normalize(observation)))
+        def params(observation, state):
+            """(the distribution's parameters, the next state: {} or {"state": ...})."""
+            actor_state, critic_state = split_state(state)
+            params, actor_state = actor.params_and_state(normalize(observation), actor_state)
+            params = dict(params)
             params.pop("latent", None)  # gSDE's features: the export samples the marginal Normal
             if "logits" in params:
                 params["logits"] = finite_logits(params["logits"])
-            return params
+            return params, next_state(observation, actor_state, critic_state)
 
-        def action_fn(observation, mask=None):
+        def action_fn(observation, mask, state):
             mask = checked(observation, mask)
-            return named_action(action, deterministic_action(action, params(observation), mask), clip=True)
+            values, following = params(observation, state)
+            return {
+                **named_action(action, deterministic_action(action, values, mask), clip=True),
+                **following,
+            }
 
-        def sample_fn(observation, mask=None, seed=None):
+        def sample_fn(observation, mask, state, seed):
             mask = checked(observation, mask)
-            distribution = distributions.from_params(action, params(observation), mask)
+            values, following = params(observation, state)
+            distribution = distributions.from_params(action, values, mask)
             stateless_seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
             sampled = distribution.sample(seed=stateless_seed)
-            return {**named_action(action, sampled, clip=False), "log_prob": distribution.log_prob(sampled)}
+            log_prob = distribution.log_prob(sampled)
+            return {**named_action(action, sampled, clip=False), "log_prob": log_prob, **following}
 
-        def distribution_fn(observation, mask=None):
+        def distribution_fn(observation, mask, state):
             mask = checked(observation, mask)
-            values = params(observation)
+            values, following = params(observation, state)
             if "logits" in values:
                 values["logits"] = distributions.masked_logits(values["logits"], mask)
-            return values
+            return {**values, **following}
+
+        def value_fn(*args):
+            observation = pack_inputs(spec.observation, args[:count])
+            critic_state = split_state(args[count] if state_size else None)[1]
+            return {"value": critic(normalize(observation), critic_state)}
 
         seed_spec = tf.TensorSpec((), tf.int64, name="seed")
         self.action = signature(lambda *args: action_fn(*split(args)), inputs)
         self.sample = signature(lambda *args: sample_fn(*split(args[:-1]), args[-1]), inputs + [seed_spec])
         self.distribution = signature(lambda *args: distribution_fn(*split(args)), inputs)
-        self.value = signature(
-            lambda *args: {"value": critic(normalize(pack_inputs(spec.observation, args)))},
-            observation_inputs,
-        )
+        self.value = signature(value_fn, observation_inputs + state_input)
         self.metadata = tf.function(lambda: {"json": self.metadata_json.read_value()}, input_signature=[])
+        if state_size:  # the state of new episodes, for a batch of batch_size
+
+            def initial_state(batch_size):
+                return {"state": tf.zeros(tf.stack([batch_size, state_size]), tf.float32)}
+
+            self.initial_state = signature(initial_state, [tf.TensorSpec((), tf.int32, name="batch_size")])
 
 
 SIGNATURES = ("action", "sample", "distribution", "value", "metadata")
@@ -267,7 +304,8 @@ def export(actor, critic, spec: EnvSpec, meta: dict, path: str, normalization=No
         raise FileExistsError(f"{path} already exists; export writes only to a new directory")
     with tempfile.TemporaryDirectory() as asset_dir:
         module = ExportedPolicy(actor, critic, spec, meta, asset_dir, normalization)
-        signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+        names = SIGNATURES + (("initial_state",) if module.state_size else ())
+        signatures = {name: getattr(module, name).get_concrete_function() for name in names}
         # TF Serving and `saved_model_cli run` without a signature name call serving_default.
         signatures["serving_default"] = signatures["action"]
         tf.saved_model.save(module, path, signatures=signatures)

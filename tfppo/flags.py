@@ -82,6 +82,13 @@ HELP = {
     "cnn": "Image encoder before the MLP: nature (CleanRL ppo_atari's 3 convolutions), small (MinAtar's one "
     "16-filter 3x3 convolution), flatten (the pixels into the MLP); auto: nature when both image sides are "
     ">= 36 pixels.",
+    "recurrent": "Memory for partially observed envs: an lstm or gru layer after the torso of the actor and "
+    "of the critic (one, shared, with --shared_torso); none: feed-forward.",
+    "rnn_units": "Units of the --recurrent layer.",
+    "rnn_hidden_sizes": "--recurrent: an MLP (--activation) between the memory and the heads, as SB3's RecurrentPPO "
+    "net_arch; empty: the heads read the memory's output, as CleanRL's ppo_atari_lstm.",
+    "rnn_sequence_length": "--recurrent: steps per training sequence, each from the state stored at its first "
+    "step (0: each env's whole rollout, CleanRL's scheme); must divide --num_steps.",
 }
 
 _CHOICES = {
@@ -96,6 +103,7 @@ _CHOICES = {
     "ratio": config_lib.RATIOS,
     "image_layout": config_lib.IMAGE_LAYOUTS,
     "cnn": config_lib.CNNS,
+    "recurrent": config_lib.RECURRENT,
 }
 
 
@@ -138,7 +146,7 @@ def to_config(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
     values = {}
     for field in dataclasses.fields(config_lib.Config):
         value = flag_values[field.name].value
-        if field.name in ("hidden_sizes", "critic_hidden_sizes"):
+        if field.name in ("hidden_sizes", "critic_hidden_sizes", "rnn_hidden_sizes"):
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:

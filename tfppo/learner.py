@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfppo import distributions, losses
+from tfppo import distributions, losses, memory
 from tfppo.config import Config
 from tfppo.distributed import Replicas
 from tfppo.envs import EnvSpec
@@ -32,8 +32,9 @@ CRITIC_METRICS = ("value_loss", "critic_grad_norm")
 METRIC_NAMES = ACTOR_METRICS + CRITIC_METRICS
 
 
-def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
-    """The flat batch the update takes: N = num_steps * num_envs rows of every rollout array."""
+def batch_signature(spec: EnvSpec, config: Config, state_size: int = 0) -> dict[str, tf.TensorSpec]:
+    """The flat batch the update takes: N = num_steps * num_envs rows of every rollout array
+    (with a recurrent policy's state [N, S] and episode starts [N])."""
     n, action = config.batch_size, spec.action
     signature = {
         "observation": tf.TensorSpec((n,) + spec.observation_shape, tf.as_dtype(spec.observation_dtype)),
@@ -46,6 +47,9 @@ def batch_signature(spec: EnvSpec, config: Config) -> dict[str, tf.TensorSpec]:
         signature[f"behavior_{key}"] = tf.TensorSpec((n, dim), tf.float32)
     if spec.has_mask:
         signature["mask"] = tf.TensorSpec((n, action.mask_width), tf.bool)
+    if state_size:
+        signature["state"] = tf.TensorSpec((n, state_size), tf.float32)
+        signature["start"] = tf.TensorSpec((n,), tf.bool)
     return signature
 
 
@@ -81,9 +85,10 @@ class Learner(tf.Module):
         # NumPy mirror of the networks syncs without reading every variable (tfppo.numpy_policy).
         self.mirrored = list({id(v): v for v in actor.variables + critic.variables}.values())
         self._splits = np.cumsum([int(np.prod(v.shape)) for v in self.mirrored])[:-1]
+        self.state_size = sum(memory.state_sizes(actor, critic))
         self.compiled_update = tf.function(
             self._packed_update,
-            input_signature=[batch_signature(spec, config), tf.TensorSpec((), tf.float32)],
+            input_signature=[batch_signature(spec, config, self.state_size), tf.TensorSpec((), tf.float32)],
             autograph=False,  # The loops are explicit (_epochs): no conversion cost.
         )
 
@@ -113,12 +118,40 @@ class Learner(tf.Module):
         return distributions.from_params(self.spec.action, params, mask)
 
     def _permutation(self):
+        """A shuffled order of the batch's rows, or of its sequences with --recurrent."""
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
-        return tf.argsort(tf.random.stateless_uniform([self.config.batch_size], seed))
+        count = self.config.num_sequences if self.state_size else self.config.batch_size
+        return tf.argsort(tf.random.stateless_uniform([count], seed))
+
+    def _sequence_rows(self, sequences, num_sequences: int):
+        """--recurrent: the rows [L*K] (time-major) of K sequences of a batch laid out as
+        [L, num_sequences] time-major rows."""
+        steps = tf.range(self.config.sequence_length)[:, None] * num_sequences
+        return tf.reshape(steps + sequences[None, :], [-1])
+
+    def _sequences(self, batch):
+        """--recurrent: the rollout's batch (rows t * B + b) reordered into Q = num_sequences
+        sequences of L steps, time-major (rows l * Q + q), with "initial_state" [Q, S], the
+        state stored at each sequence's first step. Sequence q is env q % B from step
+        (q // B) * L."""
+        config = self.config
+        num_envs, length = config.num_envs, config.sequence_length
+        sequences = tf.range(config.num_sequences)
+        first = (sequences // num_envs) * length * num_envs + sequences % num_envs
+        rows = tf.reshape(tf.range(length)[:, None] * num_envs + first[None, :], [-1])
+        ordered = {key: tf.gather(value, rows) for key, value in batch.items() if key != "state"}
+        ordered["initial_state"] = tf.gather(batch["state"], first)
+        return ordered
 
     def _minibatch(self, batch, indices):
         if indices is None:
             minibatch = dict(batch)
+        elif self.state_size:  # indices: K sequences of the _sequences layout
+            rows = self._sequence_rows(indices, self.config.num_sequences)
+            minibatch = {
+                key: tf.gather(value, indices if key == "initial_state" else rows)
+                for key, value in batch.items()
+            }
         else:
             minibatch = {key: tf.gather(value, indices) for key, value in batch.items()}
         if self.config.norm_adv == "minibatch":
@@ -131,9 +164,25 @@ class Learner(tf.Module):
             return losses.normalize_advantages(advantage)
         return losses.normalize_advantages(advantage, moments=self.replicas.moments)
 
+    def _memory(self, batch):
+        """(the actor's, the critic's) keyword arguments for a batch of sequences: their initial
+        states and episode starts; empty without --recurrent."""
+        if not self.state_size:
+            return {}, {}
+        actor_state, critic_state = memory.split_state(batch["initial_state"], self.actor, self.critic)
+        return (
+            {"state": actor_state, "starts": batch["start"]},
+            {"state": critic_state, "starts": batch["start"]},
+        )
+
+    def _policy(self, batch):
+        """The current policy on a batch (of sequences with --recurrent)."""
+        params = self.actor.params(batch["observation"], **self._memory(batch)[0])
+        return distributions.from_params(self.spec.action, params, batch.get("mask"))
+
     def _actor_loss(self, minibatch, clip_epsilon):
         config, mask = self.config, minibatch.get("mask")
-        distribution = self.actor(minibatch["observation"], action_mask=mask)
+        distribution = self._policy(minibatch)
         log_prob = distribution.log_prob(minibatch["action"])
         entropy = tf.reduce_mean(distribution.entropy())
         behavior_log_prob = minibatch["behavior_log_prob"]
@@ -178,7 +227,7 @@ class Learner(tf.Module):
 
     def _critic_loss(self, minibatch):
         return losses.value_loss(
-            self.critic(minibatch["observation"]),
+            self.critic(minibatch["observation"], **self._memory(minibatch)[1]),
             minibatch["return"],
             minibatch["behavior_value"],
             self.config.clip_value,
@@ -230,7 +279,7 @@ class Learner(tf.Module):
 
     def _batch_kl(self, batch, behavior):
         """Exact mean KL(behaviour || current) over the whole batch, and the current policy."""
-        current = self.actor(batch["observation"], action_mask=batch.get("mask"))
+        current = self._policy(batch)
         return self.replicas.mean(tf.reduce_mean(behavior.kl_divergence(current))), current
 
     def _stop_kl(self):
@@ -254,7 +303,9 @@ class Learner(tf.Module):
         actor_epochs, critic_epochs = config.actor_epochs, config.critic_epochs
         if self.shared:  # One loss: the critic stops with the actor.
             critic_epochs = actor_epochs
-        size, num_minibatches = config.minibatch_size, config.num_minibatches
+        num_minibatches = config.num_minibatches
+        # Rows per minibatch, or sequences with --recurrent (see _sequences).
+        size = (config.num_sequences if self.state_size else config.batch_size) // num_minibatches
         # Equal epochs and no KL stop: every step trains both, so only that step is traced.
         always_joint = self.shared or (actor_epochs == critic_epochs and stop_kl == np.inf)
 
@@ -314,7 +365,7 @@ class Learner(tf.Module):
         clip_epsilon = config.clip_epsilon * ((1.0 - progress) if config.anneal_clip else 1.0)
         self.actor_optimizer.learning_rate.assign(config.actor_lr * decay)
         self.critic_optimizer.learning_rate.assign(config.critic_lr * decay)
-        batch = dict(batch)
+        batch = self._sequences(batch) if self.state_size else dict(batch)
         if config.norm_adv == "batch":
             batch["advantage"] = self._normalize(batch["advantage"])
         behavior = self._behavior(batch, batch.get("mask"))

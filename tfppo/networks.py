@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfppo import distributions
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.envs import ActionSpec, EnvSpec
+from tfppo.memory import Memory, split_state, state_sizes
 from tfppo.numpy_policy import GSDE_EPSILON
 from tfppo.observations import Component, ObservationSpec
 
@@ -275,37 +276,69 @@ def default_torso(spec: ObservationSpec, config: Config, sizes: Sequence[int]) -
     return mlp if spec.is_vector else ObservationTorso(spec, mlp, config, name="torso")
 
 
-class Actor(keras.Model):
-    """observation [B, D] (and action_mask [B, W]) -> the policy distribution, batch shape [B]."""
+def _remember(memory: Memory | None, features, state, starts):
+    """The torso's features through the memory and the MLP after it: (features, next state).
+    state None: no memory; starts None: one step of B envs; else sequences (Memory.sequence)."""
+    if memory is None:
+        return features, state
+    if starts is None:
+        features, state = memory(features, state)
+    else:
+        features, state = memory.sequence(features, starts, state)
+    return memory.after(features) if memory.after is not None else features, state
 
-    def __init__(self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, **kwargs):
+
+class Actor(keras.Model):
+    """observation [B, D] (and action_mask [B, W]) -> the policy distribution, batch shape [B].
+
+    With --recurrent, a Memory between torso and head: the calls also take the recurrent state
+    [B, S] (one step) or state [K, S] and episode starts [L*K] (K time-major sequences).
+    """
+
+    def __init__(
+        self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, memory=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.action_spec = spec.action
         self.kind = spec.action.kind
         self.torso = torso or default_torso(spec.observation, config, config.hidden_sizes)
+        self.memory = memory
         self.head = make_head(spec.action, config)
 
-    def params(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The distribution's parameters (ActionSpec.param_dims()), each [B, width]."""
-        return self.head(self.torso(observation))
+    def params_and_state(self, observation, state=None, starts=None):
+        """(the distribution's parameters, each [B, width]; the next recurrent state or None)."""
+        features, state = _remember(self.memory, self.torso(observation), state, starts)
+        return self.head(features), state
 
-    def call(self, observation: tf.Tensor, action_mask: tf.Tensor | None = None):
+    def params(self, observation: tf.Tensor, state=None, starts=None) -> dict[str, tf.Tensor]:
+        """The distribution's parameters (ActionSpec.param_dims()), each [B, width]."""
+        return self.params_and_state(observation, state, starts)[0]
+
+    def call(self, observation: tf.Tensor, action_mask: tf.Tensor | None = None, state=None, starts=None):
         # Not named `mask`: Keras 3 reserves that argument name for its own masking.
-        return distributions.from_params(self.action_spec, self.params(observation), action_mask)
+        params = self.params(observation, state, starts)
+        return distributions.from_params(self.action_spec, params, action_mask)
 
 
 class Critic(keras.Model):
-    """observation [B, D] -> V(s) [B]."""
+    """observation [B, D] -> V(s) [B] (with a memory: and the state, as Actor)."""
 
-    def __init__(self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, **kwargs):
+    def __init__(
+        self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, memory=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.torso = torso or default_torso(spec.observation, config, config.critic_sizes)
+        self.memory = memory
         self.value = keras.layers.Dense(
             1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"
         )
 
-    def call(self, observation: tf.Tensor) -> tf.Tensor:
-        return tf.squeeze(self.value(self.torso(observation)), axis=-1)
+    def value_and_state(self, observation, state=None, starts=None):
+        features, state = _remember(self.memory, self.torso(observation), state, starts)
+        return tf.squeeze(self.value(features), axis=-1), state
+
+    def call(self, observation: tf.Tensor, state=None, starts=None) -> tf.Tensor:
+        return self.value_and_state(observation, state, starts)[0]
 
 
 TorsoBuilder = Callable[..., keras.Layer]
@@ -344,14 +377,24 @@ def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, crit
     encoders and the MLP of --critic_hidden_sizes). With --shared_torso the critic uses the actor's.
     """
     actor_torso = check_torso(torso, spec.observation, "actor") if torso is not None else None
-    actor = Actor(spec, config, actor_torso, name="actor")
+
+    def memory(name):
+        if config.recurrent == "none":
+            return None
+        sizes = config.rnn_hidden_sizes
+        after = make_torso(sizes, config.activation, config.ortho_init, "after") if sizes else None
+        return Memory(config.recurrent, config.rnn_units, after, name=name)
+
+    actor = Actor(spec, config, actor_torso, memory("memory"), name="actor")
     if config.shared_torso:
-        critic_net = actor.torso
+        critic_net, critic_memory = actor.torso, actor.memory
     else:
         builder = critic_torso or torso
         critic_net = check_torso(builder, spec.observation, "critic") if builder is not None else None
-    critic = Critic(spec, config, torso=critic_net, name="critic")
+        critic_memory = memory("memory")
+    critic = Critic(spec, config, torso=critic_net, memory=critic_memory, name="critic")
     dummy = tf.zeros((1,) + spec.observation_shape, spec.observation_dtype)
-    actor.params(dummy)
-    critic(dummy)
+    actor_state, critic_state = split_state(tf.zeros([1, sum(state_sizes(actor, critic))]), actor, critic)
+    actor.params(dummy, actor_state)
+    critic(dummy, critic_state)
     return actor, critic

@@ -181,6 +181,35 @@ class _EncoderMirror:
         return _forward(self.mlp, features)
 
 
+def _sigmoid(x):
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # = 1 / (1 + exp(-x)), without overflow warnings
+
+
+class _MemoryMirror:
+    """memory.Memory's one step in NumPy: (features [B, F], state [B, S]) -> (outputs, state)."""
+
+    def __init__(self, memory, weights):
+        self.kind, self.units = memory.kind, memory.units
+        self.kernel = _read(memory.kernel, weights)
+        self.recurrent_kernel = _read(memory.recurrent_kernel, weights)
+        self.bias = _read(memory.bias, weights)
+        self.after = [_dense(layer, weights) for layer in memory.after.layers] if memory.after else []
+
+    def __call__(self, features: np.ndarray, state: np.ndarray):
+        units = self.units
+        if self.kind == "lstm":
+            gates = features @ self.kernel + self.bias + state[:, :units] @ self.recurrent_kernel
+            i, f, c, o = np.split(gates, 4, axis=-1)
+            cell = _sigmoid(f) * state[:, units:] + _sigmoid(i) * np.tanh(c)
+            hidden = _sigmoid(o) * np.tanh(cell)
+            return _forward(self.after, hidden), np.concatenate([hidden, cell], axis=-1).astype(np.float32)
+        x_z, x_r, x_h = np.split(features @ self.kernel + self.bias[0], 3, axis=-1)
+        r_z, r_r, r_h = np.split(state @ self.recurrent_kernel + self.bias[1], 3, axis=-1)
+        z, r = _sigmoid(x_z + r_z), _sigmoid(x_r + r_r)
+        hidden = (z * state + (1.0 - z) * np.tanh(x_h + r * r_h)).astype(np.float32)
+        return _forward(self.after, hidden), hidden
+
+
 def _torso_mirror(torso, weights):
     """x -> features: the torso's forward pass in NumPy."""
     from tfppo.networks import ObservationTorso
@@ -196,7 +225,12 @@ class NumpyPolicy:
 
     def __init__(self, actor, critic, spec: EnvSpec, seed: int, num_envs: int = 1):
         """num_envs: the batch `step` acts for (gSDE keeps one exploration matrix per env)."""
+        from tfppo.memory import state_sizes
+
         self.actor, self.critic, self.spec = actor, critic, spec
+        self.actor_size, self.critic_size = state_sizes(actor, critic)
+        self.state_size = self.actor_size + self.critic_size
+        self.recurrent = self.state_size > 0
         self.kind = spec.action.kind
         self.rng = np.random.default_rng(seed)
         self.num_envs = num_envs
@@ -215,6 +249,12 @@ class NumpyPolicy:
         self.actor_torso = _torso_mirror(self.actor.torso, weights)
         self.critic_torso = _torso_mirror(self.critic.torso, weights)
         self.value_head = [_dense(self.critic.value, weights)]
+        self.actor_memory = self.critic_memory = None
+        if self.recurrent:
+            self.actor_memory = _MemoryMirror(self.actor.memory, weights)
+            self.critic_memory = (
+                _MemoryMirror(self.critic.memory, weights) if self.critic_size else self.actor_memory
+            )
         self.sigma_mode = None
         if self.kind in ("discrete", "multi_discrete", "binary"):
             self.logits_head = [_dense(head.logits, weights)]
@@ -237,9 +277,27 @@ class NumpyPolicy:
             self.sigma_min = np.float32(head.sigma_min)
         self.center, self.half_range = head.center, head.half_range
 
-    def params(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """The recurrent state of new episodes: zeros [batch_size, S] (S = 0: feed-forward)."""
+        return np.zeros((batch_size, self.state_size), np.float32)
+
+    def _split(self, state, batch_size: int):
+        state = self.initial_state(batch_size) if state is None else state
+        critic = state[:, self.actor_size :] if self.critic_size else state[:, : self.actor_size]
+        return state[:, : self.actor_size], critic
+
+    def params(self, observation: np.ndarray, state=None) -> dict[str, np.ndarray]:
         """The parameters of ActionSpec.param_dims(), each [B, width], as Actor.params computes them."""
+        return self._params_and_state(observation, state)[0]
+
+    def _params_and_state(self, observation, state):
         features = self.actor_torso(observation)
+        next_state = None
+        if self.recurrent:
+            features, next_state = self.actor_memory(features, self._split(state, len(observation))[0])
+        return self._head(features), next_state
+
+    def _head(self, features):
         params = {}
         if self.kind != "box":
             params["logits"] = _forward(self.logits_head, features).astype(np.float32)
@@ -259,8 +317,18 @@ class NumpyPolicy:
         params.update(loc=loc.astype(np.float32), scale=scale.astype(np.float32))
         return params
 
-    def value(self, observation: np.ndarray) -> np.ndarray:
-        return _forward(self.value_head, self.critic_torso(observation))[:, 0]
+    def _value_and_state(self, observation, state):
+        features = self.critic_torso(observation)
+        next_state = None
+        if self.recurrent:
+            features, next_state = self.critic_memory(features, self._split(state, len(observation))[1])
+        return _forward(self.value_head, features)[:, 0], next_state
+
+    def value(self, observation: np.ndarray, state=None) -> np.ndarray:
+        return self._value_and_state(observation, state)[0]
+
+    def _joined(self, actor_state, critic_state):
+        return np.concatenate([actor_state, critic_state], axis=1) if self.critic_size else actor_state
 
     def reset_noise(self) -> None:
         """gSDE: new exploration weights [B, F, A] ~ N(0, std^2) for every env."""
@@ -303,9 +371,17 @@ class NumpyPolicy:
     def check_parity(self, observation: np.ndarray, atol: float = 1e-4) -> None:
         """Raises ParityError unless this mirror gives the Keras networks' parameters and values
         on `observation` (one eager TensorFlow call; the first step makes it)."""
-        expected = {k: v.numpy() for k, v in self.actor.params(observation).items()}
-        expected["value"] = self.critic(observation).numpy()
-        mirrored = {**self.params(observation), "value": self.value(observation)}
+        import tensorflow as tf
+
+        from tfppo.memory import split_state
+
+        state = self.initial_state(len(observation))
+        if self.recurrent:  # a state that is not zero, so the recurrent weights count
+            state = np.random.default_rng(0).uniform(-0.5, 0.5, state.shape).astype(np.float32)
+        actor_state, critic_state = split_state(tf.constant(state), self.actor, self.critic)
+        expected = {k: v.numpy() for k, v in self.actor.params(observation, actor_state).items()}
+        expected["value"] = self.critic(observation, critic_state).numpy()
+        mirrored = {**self.params(observation, state), "value": self.value(observation, state)}
         for key, value in expected.items():
             error = float(np.max(np.abs(mirrored[key] - value))) if value.size else 0.0
             if not error <= atol * (1.0 + float(np.max(np.abs(value)))):
@@ -316,12 +392,27 @@ class NumpyPolicy:
                 )
         self.checked = True
 
-    def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Samples actions for [B, D] observations; returns action, value and the parameters."""
+    def step(
+        self, observation: np.ndarray, mask: np.ndarray | None = None, state=None
+    ) -> dict[str, np.ndarray]:
+        """Samples actions for [B, D] observations; returns action, value and the parameters
+        (with --recurrent, "state": the next state, from `state` [B, S], default zeros)."""
         if not self.checked:
             self.check_parity(observation)
-        params = self.params(observation)
-        return {"action": self._choose(params, mask, True), "value": self.value(observation), **params}
+        params, actor_state = self._params_and_state(observation, state)
+        value, critic_state = self._value_and_state(observation, state)
+        out = {"action": self._choose(params, mask, True), "value": value, **params}
+        if self.recurrent:
+            out["state"] = self._joined(actor_state, critic_state)
+        return out
 
     def mode(self, observation: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         return self._choose(self.params(observation), mask, False)
+
+    def mode_and_state(self, observation: np.ndarray, mask: np.ndarray | None, state: np.ndarray):
+        """(the deterministic action, the next recurrent state) from state [B, S]."""
+        params, actor_state = self._params_and_state(observation, state)
+        if not self.recurrent:
+            return self._choose(params, mask, False), state
+        _, critic_state = self._value_and_state(observation, state)
+        return self._choose(params, mask, False), self._joined(actor_state, critic_state)

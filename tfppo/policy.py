@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfppo import distributions
+from tfppo import distributions, memory
 from tfppo.envs import EnvSpec
 from tfppo.networks import gsde_std
 
@@ -22,6 +22,9 @@ class Policy(tf.Module):
         self.actor, self.critic, self.spec = actor, critic, spec
         self.kind = spec.action.kind
         self.rng = tf.random.Generator.from_seed(seed)
+        # --recurrent: the state [B, S] the calls take and return (S = 0: feed-forward).
+        self.state_size = sum(memory.state_sizes(actor, critic))
+        self.recurrent = self.state_size > 0
         self.gsde = getattr(actor.head, "sigma_mode", None) == "gsde"
         if self.gsde:  # [B, F, A] weights: env b's noise is latent_b @ exploration[b]
             shape = (num_envs, *actor.head.log_std.shape[:1], spec.action.dim)
@@ -31,12 +34,32 @@ class Policy(tf.Module):
         observation = tf.TensorSpec(
             (None,) + spec.observation_shape, tf.as_dtype(spec.observation_dtype), "observation"
         )
+        state = tf.TensorSpec((None, self.state_size), tf.float32, "state")
         signature = [observation]
         if spec.has_mask:
             signature.append(tf.TensorSpec((None, spec.action.mask_width), tf.bool, "mask"))
-        self.compiled_step = tf.function(self._step, input_signature=signature)
-        self.compiled_mode = tf.function(self._mode, input_signature=signature)
-        self.compiled_value = tf.function(self._value, input_signature=[observation])
+        extra = [state] if self.recurrent else []
+        self.compiled_step = tf.function(self._step, input_signature=signature + extra)
+        self.compiled_mode = tf.function(self._mode, input_signature=signature + extra)
+        self.compiled_value = tf.function(self._value, input_signature=[observation] + extra)
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """The recurrent state of new episodes: zeros [batch_size, S] (S = 0: feed-forward)."""
+        return np.zeros((batch_size, self.state_size), np.float32)
+
+    def _unpack(self, rest):
+        """The optional (mask, state) arguments of the compiled calls, by what the policy has."""
+        rest = list(rest)
+        mask = rest.pop(0) if self.spec.has_mask else None
+        state = rest.pop(0) if self.recurrent else None
+        return mask, state
+
+    def _split(self, state):
+        return memory.split_state(state, self.actor, self.critic) if state is not None else (None, None)
+
+    def _joined(self, actor_state, critic_state):
+        parts = [actor_state] + ([critic_state] if memory.state_sizes(self.actor, self.critic)[1] else [])
+        return tf.concat(parts, axis=-1)
 
     def _reset_noise(self):
         std = gsde_std(self.actor.head.log_std, self.spec.action.dim)
@@ -49,8 +72,12 @@ class Policy(tf.Module):
         if self.gsde:
             self.compiled_reset_noise()
 
-    def _step(self, observation, mask=None) -> dict[str, tf.Tensor]:
-        params = dict(self.actor.params(observation))
+    def _step(self, observation, *rest) -> dict[str, tf.Tensor]:
+        mask, state = self._unpack(rest)
+        actor_state, critic_state = self._split(state)
+        params, actor_state = self.actor.params_and_state(observation, actor_state)
+        params = dict(params)
+        value, critic_state = self.critic.value_and_state(observation, critic_state)
         latent = params.pop("latent", None)
         distribution = distributions.from_params(self.spec.action, params, mask)
         if latent is None:
@@ -61,32 +88,61 @@ class Policy(tf.Module):
         out = {
             "action": action,
             "log_prob": distribution.log_prob(action),
-            "value": self.critic(observation),
+            "value": value,
         }
         out.update(params)
+        if self.recurrent:
+            out["state"] = self._joined(actor_state, critic_state)
         return out
 
-    def _mode(self, observation, mask=None) -> tf.Tensor:
-        distribution = self.actor(observation, action_mask=mask)
-        return distributions.mode(self.spec.action, distribution)
+    def _mode(self, observation, *rest):
+        mask, state = self._unpack(rest)
+        actor_state, critic_state = self._split(state)
+        params, actor_state = self.actor.params_and_state(observation, actor_state)
+        action = distributions.mode(
+            self.spec.action, distributions.from_params(self.spec.action, params, mask)
+        )
+        if not self.recurrent:
+            return action
+        # The critic's state advances too: the next step's value needs it.
+        _, critic_state = self.critic.value_and_state(observation, critic_state)
+        return {"action": action, "state": self._joined(actor_state, critic_state)}
 
-    def _value(self, observation) -> tf.Tensor:
-        return self.critic(observation)
+    def _value(self, observation, state=None) -> tf.Tensor:
+        return self.critic(observation, self._split(state)[1])
 
-    def _args(self, observation: np.ndarray, mask: np.ndarray | None):
-        return (observation, mask) if self.spec.has_mask else (observation,)
+    def _args(self, observation: np.ndarray, mask: np.ndarray | None, state=None):
+        args = (observation, mask) if self.spec.has_mask else (observation,)
+        if self.recurrent:
+            args += (self.initial_state(len(observation)) if state is None else state,)
+        return args
 
-    def step(self, observation: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Samples actions for a batch of observations [B, D]; returns NumPy arrays."""
-        out = self.compiled_step(*self._args(observation, mask))
+    def step(
+        self, observation: np.ndarray, mask: np.ndarray | None = None, state=None
+    ) -> dict[str, np.ndarray]:
+        """Samples actions for a batch of observations [B, D]; returns NumPy arrays (with
+        --recurrent, "state": the next state, from `state` [B, S], default initial_state)."""
+        out = self.compiled_step(*self._args(observation, mask, state))
         return {key: value.numpy() for key, value in out.items()}
 
     def mode(self, observation: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """The deterministic (most likely / mean) action, raw (not clipped)."""
+        """The deterministic (most likely / mean) action, raw (not clipped); feed-forward only
+        (a recurrent policy acts with mode_and_state)."""
         return self.compiled_mode(*self._args(observation, mask)).numpy()
 
-    def value(self, observation: np.ndarray) -> np.ndarray:
-        return self.compiled_value(observation).numpy()
+    def mode_and_state(self, observation: np.ndarray, mask: np.ndarray | None, state: np.ndarray):
+        """(the deterministic action, the next recurrent state) from state [B, S]."""
+        if not self.recurrent:
+            return self.mode(observation, mask), state
+        out = self.compiled_mode(*self._args(observation, mask, state))
+        return out["action"].numpy(), out["state"].numpy()
+
+    def value(self, observation: np.ndarray, state=None) -> np.ndarray:
+        """V(s) [B]; with --recurrent, from the state [B, S] (default initial_state)."""
+        args = (observation,)
+        if self.recurrent:
+            args += (self.initial_state(len(observation)) if state is None else state,)
+        return self.compiled_value(*args).numpy()
 
     def sync(self, weights: dict | None = None) -> None:
         """Nothing to do: the compiled functions read the Keras variables directly."""

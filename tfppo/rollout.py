@@ -58,7 +58,11 @@ def compute_gae(
 class Rollout:
     """Preallocated [T, B, ...] arrays for one rollout."""
 
-    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec):
+    def __init__(self, num_steps: int, num_envs: int, spec: envs_lib.EnvSpec, state_size: int = 0):
+        """state_size: S of a recurrent policy's state (0: feed-forward). Then the rollout also
+        keeps `state` [T, B, S], the state the policy acted from at step t (zero at an episode's
+        first step), `start` [T, B], true where step t began an episode, and `final_state`
+        [T, B, S], the state after step t (what V(final observation) is computed from)."""
         T, B = num_steps, num_envs
         self.num_steps, self.num_envs = T, B
         self.observation = np.zeros((T, B) + spec.observation_shape, spec.observation_dtype)
@@ -74,6 +78,9 @@ class Rollout:
         }
         self.truncation_value = np.zeros((T, B), np.float32)
         self.last_value = np.zeros((B,), np.float32)
+        self.state = np.zeros((T, B, state_size), np.float32) if state_size else None
+        self.start = np.zeros((T, B), bool) if state_size else None
+        self.final_state = np.zeros((T, B, state_size), np.float32) if state_size else None
 
     def advantages(self, gamma: float, gae_lambda: float):
         """(advantages [T, B], returns [T, B]) by GAE over this rollout."""
@@ -105,11 +112,15 @@ class Rollout:
         batch.update({f"behavior_{k}": flat(v) for k, v in self.behavior_params.items()})
         if self.mask is not None:
             batch["mask"] = flat(self.mask)
+        if self.state is not None:
+            batch["state"], batch["start"] = flat(self.state), flat(self.start)
         return batch
 
 
-PolicyStep = Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]]
-ValueFn = Callable[[np.ndarray], np.ndarray]
+# (observation, mask[, state]) -> {"action", "value", params[, "state"]}; a recurrent policy
+# (state_size > 0) takes the state [B, S] and returns the next one.
+PolicyStep = Callable[..., dict[str, np.ndarray]]
+ValueFn = Callable[..., np.ndarray]  # (observation[, state]) -> V [B]
 
 
 class Collector:
@@ -131,8 +142,12 @@ class Collector:
         normalizers=None,
         train_on_clipped_actions: bool = False,
         env_episodes: bool = False,
+        state_size: int = 0,
     ):
-        """env_episodes: the envs report their episodes (gymnasium's RecordEpisodeStatistics,
+        """state_size: S of a recurrent policy's state, carried from step to step and across
+        rollouts, zeroed where an episode ended (0: feed-forward).
+
+        env_episodes: the envs report their episodes (gymnasium's RecordEpisodeStatistics,
         info["episode"]); those are the episodes counted, with their return and length. An
         Atari env ends its training episode at each lost life but reports the whole game."""
         self.env = vector_env
@@ -153,6 +168,9 @@ class Collector:
         self.episodes = 0
         self.env_steps = 0
         self.finished = []  # (env step, return, length) of episodes ended since the last drain.
+        self.state = np.zeros((self.num_envs, state_size), np.float32) if state_size else None
+        self.start = np.ones(self.num_envs, bool)
+        self.next_state = None
 
     def _normalize(self, observation: np.ndarray, update: bool) -> np.ndarray:
         if self.normalizers is None:
@@ -173,7 +191,12 @@ class Collector:
             if reset_noise is not None and (t == 0 or (noise_every > 0 and t % noise_every == 0)):
                 reset_noise()
             envs_lib.check_mask(self.mask, self.spec.action, self.env_steps)
-            out = policy_step(self.observation, self.mask)
+            if self.state is None:
+                out = policy_step(self.observation, self.mask)
+            else:
+                out = policy_step(self.observation, self.mask, self.state)
+                rollout.state[t], rollout.start[t] = self.state, self.start
+                self.next_state = out["state"]
             rollout.observation[t] = self.observation
             if rollout.mask is not None:
                 rollout.mask[t] = self.mask
@@ -185,11 +208,16 @@ class Collector:
             for key, array in rollout.behavior_params.items():
                 array[t] = out[key]
             self._step(rollout, t, envs_lib.env_action(self.spec.action, out["action"]))
-        rollout.last_value[:] = value_fn(self.observation)
+        recurrent = self.state is not None
+        rollout.last_value[:] = (
+            value_fn(self.observation, self.state) if recurrent else value_fn(self.observation)
+        )
         cut = rollout.truncated & ~rollout.terminated
         rollout.truncation_value[:] = 0.0
         if cut.any():  # One critic call for every truncation of the rollout.
-            rollout.truncation_value[cut] = value_fn(rollout.final_observation[cut])
+            final = rollout.final_observation[cut]
+            values = value_fn(final, rollout.final_state[cut]) if recurrent else value_fn(final)
+            rollout.truncation_value[cut] = values
 
     def _step(self, rollout: Rollout, t: int, action: np.ndarray) -> None:
         observation, reward, terminated, truncated, info = self.env.step(action)
@@ -243,6 +271,10 @@ class Collector:
         self.running_return[done] = 0.0
         self.running_length[done] = 0
         self.observation, self.mask = next_observation, next_mask
+        if self.state is not None:  # The memory of an ended episode is forgotten.
+            rollout.final_state[t] = self.next_state
+            self.state = np.where(done[:, None], 0.0, self.next_state).astype(np.float32)
+            self.start = done
 
     def counters(self) -> tuple:
         """The episode counters and statistics, to roll back to (see restore_counters)."""

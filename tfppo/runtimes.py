@@ -55,6 +55,20 @@ class ExportedModel:
         self.mask_width = _mask_width(metadata)
         spec = (metadata.get("spec") or {}).get("observation")
         self.observation_spec = ObservationSpec.from_dict(spec) if spec else None
+        # A recurrent policy (--recurrent): the state [B, S] carried from call to call.
+        self.state_size = int(metadata.get("state_size") or 0)
+        self.state = None
+
+    def reset(self, batch_size: int = 1) -> None:
+        """A recurrent policy's memory for new episodes (zeros); a no-op for a feed-forward one."""
+        self.state = np.zeros((batch_size, self.state_size), np.float32) if self.state_size else None
+
+    def _state(self, batch_size: int) -> dict[str, np.ndarray]:
+        if not self.state_size:
+            return {}
+        if self.state is None or len(self.state) != batch_size:
+            self.reset(batch_size)
+        return {"state": self.state}
 
     def feed(self, observation) -> dict[str, np.ndarray]:
         """The model's observation inputs from a stored batch (tfppo.observations.export_feed)."""
@@ -68,6 +82,7 @@ class ExportedModel:
             if mask is None:
                 raise ValueError("this policy was trained with action masks: pass mask")
             named["mask"] = mask
+        named.update(self._state(len(np.asarray(mask if mask is not None else next(iter(named.values()))))))
         return named
 
     def action(self, observation, mask=None) -> dict[str, np.ndarray]:
@@ -76,6 +91,8 @@ class ExportedModel:
     def act(self, observation, mask=None) -> np.ndarray:
         """The action as tfppo stores it: [B] / [B, A] / [B, len(nvec)], hybrid [B, 1 + P]."""
         out = self.action(observation, mask)
+        if self.state_size:  # the memory goes on to the next call (reset() at an episode's start)
+            self.state = out.pop("state")
         if "action_type" in out:
             return np.concatenate([out["action_type"][:, None].astype(np.float32), out["parameters"]], -1)
         return out["action"]
@@ -106,7 +123,9 @@ class SavedModel(ExportedModel):
         return {key: value.numpy() for key, value in out.items()}
 
     def value(self, observation):
-        return self.model.value(**self.feed(observation))["value"].numpy()
+        named = self.feed(observation)
+        named.update(self._state(len(next(iter(named.values())))))
+        return self.model.value(**named)["value"].numpy()
 
 
 class TFLiteModel(ExportedModel):

@@ -61,6 +61,14 @@ class LoadedPolicy:
         self.high = np.asarray(action["high"], np.float32) if action.get("high") is not None else None
         self.dict_keys = tuple(action["dict_keys"]) if action.get("dict_keys") else None
         self._rng = np.random.default_rng()
+        # A recurrent policy (--recurrent): the memory act() carries, [B, state_size].
+        self.state_size = int(self.metadata.get("state_size") or 0)
+        self.state = None
+
+    def reset(self, batch_size: int = 1) -> None:
+        """Forgets a recurrent policy's memory: call it when an episode starts (a no-op for a
+        feed-forward policy). act() on a batch of another size resets too."""
+        self.state = np.zeros((batch_size, self.state_size), np.float32) if self.state_size else None
 
     def _observation(self, observation):
         """(the model's inputs, each [B, *shape], whether one observation was given, the mask a
@@ -129,6 +137,10 @@ class LoadedPolicy:
         arrays, single, carried = self._observation(observation)
         mask = self._mask(carried if mask is None else mask, len(arrays[0]), single)
         args = [tf.constant(a) for a in arrays] + ([tf.constant(mask)] if mask is not None else [])
+        if self.state_size:
+            if self.state is None or len(self.state) != len(arrays[0]):
+                self.reset(len(arrays[0]))
+            args.append(tf.constant(self.state))
         if deterministic:
             out = self.model.action(*args)
         else:
@@ -137,6 +149,8 @@ class LoadedPolicy:
             call_seed = tf.constant(int(self._rng.integers(0, 2**31 - 1)), tf.int64)
             out = self.model.sample(*args, call_seed)
         out = {key: value.numpy() for key, value in out.items() if key != "log_prob"}
+        if self.state_size:
+            self.state = out.pop("state")
         return self._env_action(out, single)
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
@@ -160,7 +174,10 @@ class LoadedPolicy:
     def value(self, observation) -> np.ndarray | float:
         """V(s) for one observation (a float) or a batch ([B])."""
         arrays, single, _ = self._observation(observation)
-        value = self.model.value(*arrays)["value"].numpy()
+        if self.state_size and (self.state is None or len(self.state) != len(arrays[0])):
+            self.reset(len(arrays[0]))
+        state = [self.state] if self.state_size else []
+        value = self.model.value(*arrays, *state)["value"].numpy()
         return float(value[0]) if single else value
 
     def __repr__(self) -> str:

@@ -139,6 +139,7 @@ class Trainer:
             normalizers=self.normalizers,
             train_on_clipped_actions=config.train_on_clipped_actions,
             env_episodes=self.probed.reports_episodes,
+            state_size=self.policy.state_size,
         )
         # Python mirrors of the checkpointed counters; _sync_state writes them back.
         self.updates = int(self.state.updates.numpy())
@@ -161,7 +162,9 @@ class Trainer:
             trained = self.actor.variables + self.critic.variables + list(self.learner.variables)
             distributed.broadcast_from_chief(self.replicas, trained, self.is_chief)
             print(f"tfppo worker {cluster.index}/{cluster.num_workers} ready", flush=True)
-        self.rollout = rollout_lib.Rollout(config.num_steps, config.num_envs, self.spec)
+        self.rollout = rollout_lib.Rollout(
+            config.num_steps, config.num_envs, self.spec, self.policy.state_size
+        )
         self.eval_env = None  # made at the first periodic evaluation
         every = config.eval_every
         self.next_eval = (self.stats.env_steps // every + 1) * every if every else 0
@@ -452,10 +455,20 @@ class Trainer:
         return final
 
     def _play(self, env, episodes: int, seed: int) -> list:
-        def act(observation, mask):
-            return self.policy.mode(self.normalizers.observation(observation, update=False), mask)
+        state = self.policy.initial_state(1)
 
-        return evaluation.run_episodes(env, act, episodes, seed, self.spec)
+        def start():  # a new episode: a recurrent policy's memory starts empty
+            nonlocal state
+            state = self.policy.initial_state(1)
+
+        def act(observation, mask):
+            nonlocal state
+            action, state = self.policy.mode_and_state(
+                self.normalizers.observation(observation, update=False), mask, state
+            )
+            return action
+
+        return evaluation.run_episodes(env, act, episodes, seed, self.spec, start)
 
     def evaluate(self, episodes: int) -> list:
         """The final evaluation: `episodes` deterministic episodes, seeds seed + 10000 + i."""
