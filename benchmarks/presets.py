@@ -53,6 +53,10 @@ THRESHOLDS = {
     "masked_grid": ("episode_return_mean", 0.9),  # the optimum is 0.94-0.98
     "masked_multidiscrete": ("episode_return_mean", 57.0),  # the optimum is 60
     "hybrid_moving": ("success_rate", 0.9),
+    # Issue 17's targets (rl-baselines3-zoo's RecurrentPPO: CartPoleNoVel 500, PendulumNoVel ~-218
+    # at 100k with gSDE): >= 475 within 100k steps, better than -400 within 200k.
+    "cartpole_novel_lstm": ("episode_return_mean", 475.0),
+    "pendulum_novel_lstm": ("episode_return_mean", -400.0),
     # The published PPO returns at the presets' budgets (docs/benchmarks/minatar): gymnax-blines
     # Breakout-MinAtar 28 at 10M steps; SpaceInvaders-MinAtar ~140 at 5M (PureJaxRL's curve).
     "minatar_breakout": ("episode_return_mean", 28.0),

@@ -195,8 +195,9 @@ class TwoWorkerRunTest(absltest.TestCase):
             self.assertEqual([json.loads(line)["global_step"] for line in f], [256, 512, 768, 1024])
 
     @pytest.mark.slow  # two more workers started: `pytest -m slow tests`
-    def test_dict_observations_with_images_train_on_two_workers(self):
-        # An image, a vector (normalised: statistics merged over the workers) and a Discrete key.
+    def test_dict_observations_with_images_and_memory_train_on_two_workers(self):
+        # An image, a vector (normalised: statistics merged over the workers) and a Discrete key,
+        # read through an LSTM whose state each worker carries for its own envs.
         logdir = os.path.join(make_tempdir(self), "run")
         result = run_launcher(
             [
@@ -207,6 +208,8 @@ class TwoWorkerRunTest(absltest.TestCase):
                 "--total_timesteps=512",
                 "--num_envs=4",
                 "--norm_obs",
+                "--recurrent=lstm",
+                "--rnn_units=8",
                 "--eval_episodes=1",
             ]
         )

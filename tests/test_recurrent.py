@@ -12,7 +12,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 import tfppo
-from tests.helpers import blocking_prelude, make_tempdir, run_script
+from tests.helpers import blocking_prelude, make_tempdir, run_module, run_script
 from tfppo import envs, memory_envs, networks, numpy_policy, rollout
 from tfppo import export as export_lib
 from tfppo.config import Config, ConfigError
@@ -261,6 +261,23 @@ class SequenceTrainingTest(tf.test.TestCase, parameterized.TestCase):
             self.assertTrue(np.isfinite(summary["eval_return_mean"]), env_id)
 
 
+class ResumeTest(tf.test.TestCase):
+    def test_resume_continues_a_recurrent_run(self):
+        logdir = os.path.join(make_tempdir(self), "run")
+        args = ["--env=tfppo/CartPoleNoVel-v0", "--recurrent=gru", "--rnn_units=8", "--num_envs=2"]
+        first = run_module(
+            "tfppo.train", *args, f"--logdir={logdir}", "--total_timesteps=128", "--eval_episodes=0"
+        )
+        self.assertEqual(first.returncode, 0, first.stderr[-2000:])
+        again = run_module("tfppo.train", f"--logdir={logdir}", "--resume", "--total_timesteps=192")
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        with open(os.path.join(logdir, "metrics.jsonl")) as f:
+            self.assertEqual([json.loads(line)["global_step"] for line in f], [64, 128, 192])
+        loaded = tfppo.load(logdir)
+        self.assertEqual(loaded.state_size, 16)  # the actor's GRU state, then the critic's
+        self.assertIn(loaded.act(np.zeros(2, np.float32)), (0, 1))
+
+
 # Plays whole episodes through the exported model in an interpreter without tfppo, tfp or
 # gymnasium: the state comes from initial_state and is fed back every step.
 TF_ONLY_EPISODE = (
@@ -270,15 +287,15 @@ import tensorflow as tf
 
 model = tf.saved_model.load(sys.argv[1])
 observations = np.load(sys.argv[2])["observation"]  # [T, 1, D]
-state = model.initial_state(tf.constant(1))["state"]
+state = model.initial_state(tf.constant(1))["recurrent_state"]
 actions, values = [], []
 for t, observation in enumerate(observations):
     if t == 5:  # a new episode: the memory starts again
-        state = model.initial_state(tf.constant(1))["state"]
-    values.append(model.value(observation=observation, state=state)["value"].numpy())
-    out = model.action(observation=observation, state=state)
+        state = model.initial_state(tf.constant(1))["recurrent_state"]
+    values.append(model.value(observation=observation, recurrent_state=state)["value"].numpy())
+    out = model.action(observation=observation, recurrent_state=state)
     actions.append(out["action"].numpy())
-    state = out["state"]
+    state = out["next_recurrent_state"]
 np.savez(sys.argv[3], action=np.stack(actions), value=np.stack(values), state=state.numpy())
 """
 )

@@ -294,7 +294,10 @@ def validate(config: Config) -> None:
         f"--shared_torso trains one loss: --critic_epochs={config.critic_epochs} must equal "
         f"--actor_epochs={config.actor_epochs}",
     )
-    _require(len(config.hidden_sizes) >= 1, "--hidden_sizes needs at least one layer, e.g. 64,64")
+    _require(
+        len(config.hidden_sizes) >= 1 or config.recurrent != "none",
+        "--hidden_sizes needs at least one layer, e.g. 64,64 (it may be empty with --recurrent: the memory reads the observation)",
+    )
     for name in ("hidden_sizes", "critic_hidden_sizes", "rnn_hidden_sizes"):
         for size in getattr(config, name):
             _require(size >= 1, f"--{name} contains {size}; every layer needs >= 1 unit")

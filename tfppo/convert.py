@@ -144,15 +144,16 @@ def to_onnx(saved_model: str, out: str) -> str:
     from tfppo.export import signature  # named parameters, as the SavedModel's signatures
 
     _, named = model.signatures["action"].structured_input_signature
-    # The observation inputs in the model's order (metadata "inputs"), then the mask.
-    order = [i["name"] for i in meta.get("inputs") or [{"name": "observation"}]] + ["mask"]
+    # The observation inputs in the model's order (metadata "inputs"), then the mask
+    # (a recurrent policy's state last).
+    order = [i["name"] for i in meta.get("inputs") or [{"name": "observation"}]] + ["mask", "recurrent_state"]
     specs = [tf.TensorSpec(named[key].shape, named[key].dtype, name=key) for key in order if key in named]
-    observation_names = [spec.name for spec in specs if spec.name != "mask"]
+    value_names = [spec.name for spec in specs if spec.name != "mask"]
 
     def policy(*args):
         inputs = {spec.name: value for spec, value in zip(specs, args, strict=True)}
         out = dict(model.action(**inputs))
-        out["value"] = model.value(**{key: inputs[key] for key in observation_names})["value"]
+        out["value"] = model.value(**{key: inputs[key] for key in value_names})["value"]
         return out
 
     function = signature(policy, specs)

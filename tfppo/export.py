@@ -62,7 +62,8 @@ def metadata(config, spec: EnvSpec, env_record: dict, extra: dict) -> dict:
         "observation_shape": list(spec.observation_shape),
         "inputs": export_inputs(spec.observation),
         "has_mask": spec.has_mask,
-        # --recurrent: the signatures take and return "state" [B, state_size] (see docs/recurrent.md).
+        # --recurrent: the signatures take "recurrent_state" [B, state_size] and return
+        # "next_recurrent_state"; initial_state(batch_size) gives zeros (docs/recurrent.md).
         "recurrent": config.recurrent,
         "spec": spec_to_dict(spec),
         "flags": config.to_dict(),
@@ -178,7 +179,7 @@ class ExportedPolicy(tf.Module):
         self.actor_variables = tf_variables(actor)
         self.critic_variables = tf_variables(critic)
         self.state_size = state_size = sum(memory.state_sizes(actor, critic))
-        meta = {**meta, "state_size": state_size}  # 0: feed-forward; else the width of "state"
+        meta = {**meta, "state_size": state_size}  # 0: feed-forward; else the width of "recurrent_state"
         self.metadata_json = tf.Variable(json.dumps(meta, sort_keys=True), trainable=False, name="metadata")
         path = os.path.join(asset_dir, "metadata.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -193,7 +194,7 @@ class ExportedPolicy(tf.Module):
         inputs = list(observation_inputs)
         if spec.has_mask:
             inputs.append(tf.TensorSpec((None, action.mask_width), tf.bool, name="mask"))
-        state_input = [tf.TensorSpec((None, state_size), tf.float32, name="state")] if state_size else []
+        state_input = [tf.TensorSpec((None, state_size), tf.float32, name="recurrent_state")] if state_size else []
         inputs += state_input
 
         def split(args):
@@ -207,13 +208,13 @@ class ExportedPolicy(tf.Module):
             return memory.split_state(state, actor, critic) if state_size else (None, None)
 
         def next_state(observation, actor_state, critic_state):
-            """The state after this observation: {"state": [B, S]}, or {} for a feed-forward policy."""
+            """The state after this observation: {"next_recurrent_state": [B, S]}, or {} for a feed-forward policy."""
             if not state_size:
                 return {}
             parts = [actor_state]
             if memory.state_sizes(actor, critic)[1]:
                 parts.append(critic.value_and_state(normalize(observation), critic_state)[1])
-            return {"state": tf.concat(parts, axis=-1)}
+            return {"next_recurrent_state": tf.concat(parts, axis=-1)}
 
         def normalize(observation):
             if normalization is None:
@@ -234,7 +235,7 @@ class ExportedPolicy(tf.Module):
             return tf.reshape(mask, [batch, action.mask_width])
 
         def params(observation, state):
-            """(the distribution's parameters, the next state: {} or {"state": ...})."""
+            """(the distribution's parameters, the next state: {} or {"next_recurrent_state": ...})."""
             actor_state, critic_state = split_state(state)
             params, actor_state = actor.params_and_state(normalize(observation), actor_state)
             params = dict(params)
@@ -281,7 +282,7 @@ class ExportedPolicy(tf.Module):
         if state_size:  # the state of new episodes, for a batch of batch_size
 
             def initial_state(batch_size):
-                return {"state": tf.zeros(tf.stack([batch_size, state_size]), tf.float32)}
+                return {"recurrent_state": tf.zeros(tf.stack([batch_size, state_size]), tf.float32)}
 
             self.initial_state = signature(initial_state, [tf.TensorSpec((), tf.int32, name="batch_size")])
 

@@ -27,7 +27,10 @@ def _initializer(ortho: bool, gain: float) -> keras.initializers.Initializer:
 
 
 def make_torso(hidden_sizes: Sequence[int], activation: str, ortho_init: bool, name: str) -> keras.Sequential:
-    """An MLP [B, D] -> [B, hidden_sizes[-1]]."""
+    """An MLP [B, D] -> [B, hidden_sizes[-1]] (no sizes: the identity, for a memory that reads
+    the observation itself)."""
+    if not hidden_sizes:
+        return keras.Sequential([keras.layers.Identity(name="identity")], name=name)
     gain = math.sqrt(2.0) if ortho_init else 1.0
     layers = [
         keras.layers.Dense(

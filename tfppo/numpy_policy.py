@@ -66,6 +66,8 @@ def unsupported_layers(actor, critic) -> list[str]:
             continue
         for layer in torso.layers:
             name = getattr(getattr(layer, "activation", None), "__name__", None)
+            if type(layer) is keras.layers.Identity:
+                continue
             if type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
                 found.append(type(layer).__name__)
     return sorted(set(found))
@@ -135,7 +137,7 @@ class _EncoderMirror:
                 for layer in layers
                 if type(layer).__name__ == "Conv2D"
             ]
-        self.mlp = [_dense(layer, weights) for layer in torso.body.layers]
+        self.mlp = _dense_layers(torso.body, weights)
 
     def _decode(self, stored: np.ndarray) -> list[np.ndarray]:
         """networks.decode in NumPy."""
@@ -193,7 +195,7 @@ class _MemoryMirror:
         self.kernel = _read(memory.kernel, weights)
         self.recurrent_kernel = _read(memory.recurrent_kernel, weights)
         self.bias = _read(memory.bias, weights)
-        self.after = [_dense(layer, weights) for layer in memory.after.layers] if memory.after else []
+        self.after = _dense_layers(memory.after, weights) if memory.after else []
 
     def __call__(self, features: np.ndarray, state: np.ndarray):
         units = self.units
@@ -216,8 +218,13 @@ def _torso_mirror(torso, weights):
 
     if isinstance(torso, ObservationTorso):
         return _EncoderMirror(torso, weights)
-    layers = [_dense(layer, weights) for layer in torso.layers]
+    layers = _dense_layers(torso, weights)
     return lambda x: _forward(layers, x)
+
+
+def _dense_layers(model, weights) -> list:
+    """A Sequential MLP's layers as (kernel, bias, activation); an Identity layer is skipped."""
+    return [_dense(layer, weights) for layer in model.layers if type(layer).__name__ != "Identity"]
 
 
 class NumpyPolicy:

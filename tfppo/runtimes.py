@@ -68,7 +68,7 @@ class ExportedModel:
             return {}
         if self.state is None or len(self.state) != batch_size:
             self.reset(batch_size)
-        return {"state": self.state}
+        return {"recurrent_state": self.state}
 
     def feed(self, observation) -> dict[str, np.ndarray]:
         """The model's observation inputs from a stored batch (tfppo.observations.export_feed)."""
@@ -92,7 +92,7 @@ class ExportedModel:
         """The action as tfppo stores it: [B] / [B, A] / [B, len(nvec)], hybrid [B, 1 + P]."""
         out = self.action(observation, mask)
         if self.state_size:  # the memory goes on to the next call (reset() at an episode's start)
-            self.state = out.pop("state")
+            self.state = out.pop("next_recurrent_state")
         if "action_type" in out:
             return np.concatenate([out["action_type"][:, None].astype(np.float32), out["parameters"]], -1)
         return out["action"]
@@ -147,7 +147,9 @@ class TFLiteModel(ExportedModel):
         return self.runners["action"](**self.inputs(observation, mask))
 
     def value(self, observation):
-        return self.runners["value"](**self.feed(observation))["value"]
+        named = self.feed(observation)
+        named.update(self._state(len(next(iter(named.values())))))
+        return self.runners["value"](**named)["value"]
 
 
 def read_tflite_metadata(flatbuffer: bytes) -> dict:
@@ -194,6 +196,7 @@ class OnnxModel(ExportedModel):
         named = self.feed(observation)
         if self.has_mask:  # One graph serves both outputs; the value ignores the mask.
             named["mask"] = np.ones((len(observation), self.mask_width), bool)
+        named.update(self._state(len(next(iter(named.values())))))
         return self.session.run(["value"], named)[0]
 
 

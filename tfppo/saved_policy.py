@@ -150,7 +150,7 @@ class LoadedPolicy:
             out = self.model.sample(*args, call_seed)
         out = {key: value.numpy() for key, value in out.items() if key != "log_prob"}
         if self.state_size:
-            self.state = out.pop("state")
+            self.state = out.pop("next_recurrent_state")
         return self._env_action(out, single)
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
