@@ -228,6 +228,24 @@ class SequenceTrainingTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue(storage.start[1:].any())  # episodes started inside the sequences
         self.assertAllClose(ratio, np.ones_like(ratio), atol=2e-5)
 
+    def test_updates_and_acting_trace_once(self):
+        config = dataclasses.replace(CONFIG, rnn_sequence_length=4, num_minibatches=2)
+        actor, critic = networks.build(BOX, config)
+        policy = Policy(actor, critic, BOX, 0, config.num_envs)
+        learner = Learner(actor, critic, BOX, config)
+        collector = rollout.Collector(ChainEnv(), BOX, 0, 0.0, 1.0, state_size=policy.state_size)
+        storage = rollout.Rollout(config.num_steps, config.num_envs, BOX, policy.state_size)
+        mirror = numpy_policy.NumpyPolicy(actor, critic, BOX, 0, config.num_envs)
+        for update in range(3):
+            collector.collect(storage, policy.step, policy.value)
+            metrics, weights = learner.update(storage.flatten(*storage.advantages(0.99, 0.95)), update / 3)
+            self.assertTrue(all(np.isfinite(v) for v in metrics.values()))
+            mirror.sync(weights)  # the memory's new weights reach the NumPy mirror
+            mirror.check_parity(storage.observation[0], atol=1e-5)
+        self.assertEqual(learner.compiled_update.experimental_get_tracing_count(), 1)
+        self.assertEqual(policy.compiled_step.experimental_get_tracing_count(), 1)
+        self.assertEqual(policy.compiled_value.experimental_get_tracing_count(), 1)
+
     def test_every_action_kind_and_observation_kind_trains(self):
         cases = [
             ("tfppo/MaskedGrid-v0", {}),
