@@ -13,6 +13,7 @@ from contextlib import redirect_stdout
 import gymnasium as gym
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -115,6 +116,7 @@ class TrainFromPythonTest(tf.test.TestCase):
         observation = np.linspace(0, 1, 4, dtype=np.float32)[:, None]
         self.assertAllEqual(tfppo.load(out).act(observation), tfppo.load(logdir).act(observation))
 
+    @pytest.mark.slow  # resuming from Python stays in the default run
     def test_a_module_level_factory_resumes_from_the_command_line(self):
         logdir = os.path.join(make_tempdir(self), "run")
         tfppo.train(dataclasses.replace(TINY, eval_episodes=0), env=make_corridor, logdir=logdir)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from absl.testing import absltest
 
 from tests.helpers import REPO, make_tempdir
@@ -54,6 +55,7 @@ class TimeBreakdownTest(absltest.TestCase):
 
 
 class PresetsInterruptTest(absltest.TestCase):
+    @pytest.mark.slow
     def test_sigterm_checkpoints_the_runs_and_the_same_command_resumes_them(self):
         out = make_tempdir(self)
         logdir = os.path.join(out, "runs", "cartpole_seed0")

@@ -8,6 +8,7 @@ import shutil
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -273,13 +274,18 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
             "Pendulum-v1",
             ["--total_timesteps=256", "--num_envs=2", "--num_steps=64", "--sigma=state_dependent"],
         ),
-        # A recurrent policy: the state carried step to step and reset at each episode.
-        (
-            "tfppo/CartPoleNoVel-v0",
-            ["--total_timesteps=512", "--recurrent=gru", "--rnn_units=8", "--norm_obs"],
-        ),
     )
     def test_evaluate_reproduces_the_training_evaluation(self, env_id, args):
+        self.check_evaluate_reproduces_the_training_evaluation(env_id, args)
+
+    @pytest.mark.slow
+    def test_evaluate_reproduces_a_recurrent_training_evaluation_in_every_format(self):
+        # The state carried step to step and reset at each episode, in SavedModel, TF Serving,
+        # TFLite and ONNX.
+        args = ["--total_timesteps=512", "--recurrent=gru", "--rnn_units=8", "--norm_obs"]
+        self.check_evaluate_reproduces_the_training_evaluation("tfppo/CartPoleNoVel-v0", args)
+
+    def check_evaluate_reproduces_the_training_evaluation(self, env_id, args):
         logdir = os.path.join(make_tempdir(self), "run")
         train = run_module("tfppo.train", f"--env={env_id}", f"--logdir={logdir}", "--eval_episodes=2", *args)
         self.assertEqual(train.returncode, 0, train.stderr[-2000:])

@@ -33,8 +33,9 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
             config = dataclasses.replace(config, num_envs=2, num_steps=32, num_minibatches=1)
         self.run_one_update(config)
 
-    @pytest.mark.slow
+    # The mark under the parameterisation: absl's generated cases copy it (above, they did not).
     @parameterized.named_parameters((os.path.basename(path)[: -len(".flags")], path) for path in HEAVY)
+    @pytest.mark.slow
     def test_heavy_preset_runs_one_whole_update(self, path):
         self.run_one_update(config_from_flagfile(path))
 

@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -280,6 +281,7 @@ class SequenceTrainingTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class ResumeTest(tf.test.TestCase):
+    @pytest.mark.slow  # a recurrent export and load stay in the default run
     def test_resume_continues_a_recurrent_run(self):
         logdir = os.path.join(make_tempdir(self), "run")
         args = ["--env=tfppo/CartPoleNoVel-v0", "--recurrent=gru", "--rnn_units=8", "--num_envs=2"]

@@ -95,6 +95,7 @@ def assert_exact_logs(test, logdir: str) -> None:
 
 
 class ResumeTest(tf.test.TestCase):
+    @pytest.mark.slow  # `pytest -m reliability tests` runs it
     def test_resume_keeps_the_settings_not_given(self):
         logdir = os.path.join(make_tempdir(self), "run")
         train_ok(self, f"--logdir={logdir}", "--total_timesteps=512", "--checkpoint_every=3")
@@ -217,6 +218,7 @@ class KillTest(tf.test.TestCase):
 
 
 class CorruptCheckpointTest(tf.test.TestCase):
+    @pytest.mark.slow  # `pytest -m reliability tests` runs it
     def test_resume_falls_back_to_the_newest_checkpoint_that_restores(self):
         logdir = os.path.join(make_tempdir(self), "run")
         train_ok(self, f"--logdir={logdir}", "--total_timesteps=1024", "--checkpoint_every=1")
