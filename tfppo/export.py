@@ -194,7 +194,9 @@ class ExportedPolicy(tf.Module):
         inputs = list(observation_inputs)
         if spec.has_mask:
             inputs.append(tf.TensorSpec((None, action.mask_width), tf.bool, name="mask"))
-        state_input = [tf.TensorSpec((None, state_size), tf.float32, name="recurrent_state")] if state_size else []
+        state_input = (
+            [tf.TensorSpec((None, state_size), tf.float32, name="recurrent_state")] if state_size else []
+        )
         inputs += state_input
 
         def split(args):
