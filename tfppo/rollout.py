@@ -170,7 +170,6 @@ class Collector:
         self.finished = []  # (env step, return, length) of episodes ended since the last drain.
         self.state = np.zeros((self.num_envs, state_size), np.float32) if state_size else None
         self.start = np.ones(self.num_envs, bool)
-        self.next_state = None
 
     def _normalize(self, observation: np.ndarray, update: bool) -> np.ndarray:
         if self.normalizers is None:
@@ -196,7 +195,6 @@ class Collector:
             else:
                 out = policy_step(self.observation, self.mask, self.state)
                 rollout.state[t], rollout.start[t] = self.state, self.start
-                self.next_state = out["state"]
             rollout.observation[t] = self.observation
             if rollout.mask is not None:
                 rollout.mask[t] = self.mask
@@ -207,7 +205,7 @@ class Collector:
             rollout.behavior_value[t] = out["value"]
             for key, array in rollout.behavior_params.items():
                 array[t] = out[key]
-            self._step(rollout, t, envs_lib.env_action(self.spec.action, out["action"]))
+            self._step(rollout, t, envs_lib.env_action(self.spec.action, out["action"]), out.get("state"))
         recurrent = self.state is not None
         rollout.last_value[:] = (
             value_fn(self.observation, self.state) if recurrent else value_fn(self.observation)
@@ -219,7 +217,8 @@ class Collector:
             values = value_fn(final, rollout.final_state[cut]) if recurrent else value_fn(final)
             rollout.truncation_value[cut] = values
 
-    def _step(self, rollout: Rollout, t: int, action: np.ndarray) -> None:
+    def _step(self, rollout: Rollout, t: int, action: np.ndarray, next_state=None) -> None:
+        """One env step; next_state: a recurrent policy's state after acting (None: feed-forward)."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         reward = np.asarray(reward, np.float64)
         if not np.all(np.isfinite(reward)):
@@ -271,9 +270,9 @@ class Collector:
         self.running_return[done] = 0.0
         self.running_length[done] = 0
         self.observation, self.mask = next_observation, next_mask
-        if self.state is not None:  # The memory of an ended episode is forgotten.
-            rollout.final_state[t] = self.next_state
-            self.state = np.where(done[:, None], 0.0, self.next_state).astype(np.float32)
+        if next_state is not None:  # The memory of an ended episode is forgotten.
+            rollout.final_state[t] = next_state
+            self.state = np.where(done[:, None], 0.0, next_state).astype(np.float32)
             self.start = done
 
     def counters(self) -> tuple:

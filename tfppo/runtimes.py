@@ -82,7 +82,7 @@ class ExportedModel:
             if mask is None:
                 raise ValueError("this policy was trained with action masks: pass mask")
             named["mask"] = mask
-        named.update(self._state(len(np.asarray(mask if mask is not None else next(iter(named.values()))))))
+        named.update(self._state(len(next(iter(named.values())))))
         return named
 
     def action(self, observation, mask=None) -> dict[str, np.ndarray]:

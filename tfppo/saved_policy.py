@@ -70,6 +70,14 @@ class LoadedPolicy:
         feed-forward policy). act() on a batch of another size resets too."""
         self.state = np.zeros((batch_size, self.state_size), np.float32) if self.state_size else None
 
+    def _state(self, batch_size: int) -> list:
+        """[the carried state] for a recurrent policy (reset for a new batch size), else []."""
+        if not self.state_size:
+            return []
+        if self.state is None or len(self.state) != batch_size:
+            self.reset(batch_size)
+        return [self.state]
+
     def _observation(self, observation):
         """(the model's inputs, each [B, *shape], whether one observation was given, the mask a
         Dict carried). Takes what the env gives: an array, or a dict / tuple of them."""
@@ -137,10 +145,7 @@ class LoadedPolicy:
         arrays, single, carried = self._observation(observation)
         mask = self._mask(carried if mask is None else mask, len(arrays[0]), single)
         args = [tf.constant(a) for a in arrays] + ([tf.constant(mask)] if mask is not None else [])
-        if self.state_size:
-            if self.state is None or len(self.state) != len(arrays[0]):
-                self.reset(len(arrays[0]))
-            args.append(tf.constant(self.state))
+        args += self._state(len(arrays[0]))
         if deterministic:
             out = self.model.action(*args)
         else:
@@ -174,10 +179,7 @@ class LoadedPolicy:
     def value(self, observation) -> np.ndarray | float:
         """V(s) for one observation (a float) or a batch ([B])."""
         arrays, single, _ = self._observation(observation)
-        if self.state_size and (self.state is None or len(self.state) != len(arrays[0])):
-            self.reset(len(arrays[0]))
-        state = [self.state] if self.state_size else []
-        value = self.model.value(*arrays, *state)["value"].numpy()
+        value = self.model.value(*arrays, *self._state(len(arrays[0])))["value"].numpy()
         return float(value[0]) if single else value
 
     def __repr__(self) -> str:
