@@ -30,6 +30,7 @@ import argparse
 import collections
 import hashlib
 import json
+import os
 import runpy
 import sys
 import time
@@ -116,6 +117,16 @@ def main() -> None:
         recorder = Recorder(records_file)
         install_hooks(recorder)
         sys.argv = [args.script, *script_args]
+        if "atari" in os.path.basename(args.script):
+            # ale-py >= 0.9 registers its ids on import; 0.8 (CleanRL's pin, without ROMs) did it
+            # through a gymnasium plugin entry point, so the script itself imports nothing.
+            import ale_py  # noqa: F401
+        # As `python SCRIPT` does: the script's folder first on the import path; and the checkout
+        # root (or the plain folder) where ppo_atari.py finds cleanrl_utils.atari_wrappers.
+        folder = os.path.dirname(os.path.abspath(args.script))
+        for path in (os.path.dirname(folder), folder):
+            if path == folder or os.path.isdir(os.path.join(path, "cleanrl_utils")):
+                sys.path.insert(0, path)
         runpy.run_path(args.script, run_name="__main__")
     marks = recorder.marks
     if not {"construct_start", "first_reset", "end"} <= set(marks):

@@ -13,6 +13,8 @@ and reward normalisation; the Monitor wrappers below it still see raw returns). 
 update (rollout + training epochs) one line goes to --records: global_step, episodes,
 episode_return_mean (mean undiscounted return of the last 100 episodes, from the Monitor
 wrappers) and wall_s (seconds since just before the vector env and the model were built).
+--atari: the env is SB3's make_atari_env (AtariWrapper: CleanRL's ppo_atari wrappers) with
+VecFrameStack(4), and the policy CnnPolicy (the Nature CNN shared by actor and critic).
 --summary gets construct_s, total_s (construction + learn), steps and versions. Imports are not
 timed, including the ones torch makes lazily when its first optimizer is created.
 """
@@ -34,6 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--total_timesteps", type=int, required=True)
     parser.add_argument("--hyper", required=True, help="PPO keyword arguments as JSON")
     parser.add_argument("--normalize", default="", help="VecNormalize keyword arguments as JSON")
+    parser.add_argument("--atari", action="store_true", help="make_atari_env + VecFrameStack(4) + CnnPolicy")
     parser.add_argument("--records", required=True, help="jsonl written after every update")
     parser.add_argument("--summary", required=True, help="json written at the end")
     return parser.parse_args()
@@ -94,8 +97,13 @@ def main() -> None:
     import stable_baselines3
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
+    if args.atari:
+        import ale_py
+
+        gymnasium.register_envs(ale_py)
 
     torch.set_num_threads(1)
     # The first torch optimizer imports torch._dynamo and sympy (~800 modules, ~1.8 s here):
@@ -103,10 +111,14 @@ def main() -> None:
     torch.optim.Adam(torch.nn.Linear(1, 1).parameters())
     with open(args.records, "w", encoding="utf-8") as records_file:
         started = time.perf_counter()
-        env = make_vec_env(args.env, n_envs=args.num_envs, seed=args.seed)
+        if args.atari:
+            env = VecFrameStack(make_atari_env(args.env, n_envs=args.num_envs, seed=args.seed), n_stack=4)
+        else:
+            env = make_vec_env(args.env, n_envs=args.num_envs, seed=args.seed)
         if args.normalize:
             env = VecNormalize(env, **json.loads(args.normalize))
-        model = PPO("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0, **kwargs)
+        policy = "CnnPolicy" if args.atari else "MlpPolicy"
+        model = PPO(policy, env, seed=args.seed, device="cpu", verbose=0, **kwargs)
         constructed = time.perf_counter()
         model.learn(args.total_timesteps, callback=make_callback(records_file, started))
         finished = time.perf_counter()

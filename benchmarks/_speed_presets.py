@@ -65,6 +65,10 @@ class Preset:
     cleanrl_env: str | None = None  # the env id CleanRL's script runs (None: env)
     sb3_env: str | None = None  # the env id SB3's driver runs (None: env)
     tfagents: bool = True
+    # Atari: SB3 runs CnnPolicy on make_atari_env + VecFrameStack(4), CleanRL ppo_atari.py, both
+    # on the raw NoFrameskip id (their wrappers add what tfppo/Atari-v0 has built in); so only
+    # tfppo's venv measures a random-policy rate of the wrapped env the agents step.
+    atari: bool = False
 
     @property
     def num_envs(self) -> int:
@@ -168,10 +172,38 @@ PRESETS = {
         sb3_env="CartPoleNoVel-v1",
         tfagents=False,
     ),
-    # Atari goes here once tfppo has pixel observations: env="ALE/Breakout-v5", CleanRL's
-    # cleanrl_script="ppo_atari.py" (its 8 envs x 128 steps, 4 epochs of 4 minibatches), the
-    # zoo's SB3 Atari kwargs, tfppo's flagfile, and _random_policy.py / the TF-Agents adapter
-    # given the same Atari wrappers.
+    # CleanRL's ppo_atari.py on Breakout (experiments/atari_breakout.flags): 8 envs x 128 steps,
+    # 4 epochs of 4 minibatches, the Nature CNN and a 512-unit layer shared by actor and critic.
+    # 10M steps do not fit these CPUs (~50 env steps/s): pass a budget with --total_timesteps.
+    # The threshold is CleanRL's published return at 10M (docs/atari.md).
+    "atari_breakout": Preset(
+        env="tfppo/Atari-v0",
+        total_timesteps=10_000_000,
+        threshold=415.0,
+        hyper=Hyper(
+            num_envs=8,
+            num_steps=128,
+            num_minibatches=4,
+            num_epochs=4,
+            gamma=0.99,
+            gae_lambda=0.95,
+            learning_rate=2.5e-4,
+            anneal_lr=True,
+            clip_epsilon=0.1,
+            ent_coef=0.01,
+            vf_coef=0.25,  # CleanRL's 0.5 on half the squared error
+            clip_value=0.1,
+            hidden_sizes=(512,),
+            activation="relu",
+        ),
+        sb3_variants=(("sb3", {}),),
+        tfppo_flags=("--flagfile=experiments/atari_breakout.flags",),
+        cleanrl_script="ppo_atari.py",
+        cleanrl_env="BreakoutNoFrameskip-v4",
+        sb3_env="BreakoutNoFrameskip-v4",
+        tfagents=False,
+        atari=True,
+    ),
 }
 
 
@@ -184,9 +216,10 @@ def schedule(value: float, anneal: bool):
     return {"linear": value} if anneal else value
 
 
-def sb3_kwargs(hyper: Hyper) -> dict:
+def sb3_kwargs(hyper: Hyper, atari: bool = False) -> dict:
     """PPO(...) keyword arguments for benchmarks/_sb3_driver.py ({"linear": x}: x decaying to 0);
-    RecurrentPPO(...)'s for benchmarks/_sb3_recurrent_driver.py when hyper.recurrent is set."""
+    RecurrentPPO(...)'s for benchmarks/_sb3_recurrent_driver.py when hyper.recurrent is set.
+    atari: CnnPolicy, whose NatureCNN ends in the 512 relu units (no net_arch after it)."""
     kwargs = dict(
         n_steps=hyper.num_steps,
         batch_size=hyper.minibatch_size,
@@ -202,9 +235,12 @@ def sb3_kwargs(hyper: Hyper) -> dict:
     if hyper.clip_value is not None:
         kwargs["clip_range_vf"] = hyper.clip_value
     policy = {}
-    if hyper.hidden_sizes != (64, 64):
+    if atari:
+        if (hyper.hidden_sizes, hyper.activation) != ((512,), "relu"):
+            raise ValueError(f"SB3's NatureCNN ends in 512 relu units, not {hyper.hidden_sizes}")
+    elif hyper.hidden_sizes != (64, 64):
         policy["net_arch"] = dict(pi=list(hyper.hidden_sizes), vf=list(hyper.hidden_sizes))
-    if hyper.activation != "tanh":
+    if hyper.activation != "tanh" and not atari:
         policy["activation_fn"] = {"relu": "ReLU"}[hyper.activation]  # torch.nn's class, by name
     if not hyper.ortho_init:
         policy["ortho_init"] = False
@@ -239,8 +275,8 @@ def cleanrl_args(preset: Preset, seed: int, total_timesteps: int) -> list[str]:
     hyper = preset.hyper
     if hyper.clip_value not in (None, hyper.clip_epsilon):
         raise ValueError(f"CleanRL clips the value change by clip_coef only, not {hyper.clip_value}")
-    if hyper.hidden_sizes != (64, 64):
-        raise ValueError(f"CleanRL's scripts have 64x64 networks, not {hyper.hidden_sizes}")
+    if hyper.hidden_sizes != ((512,) if preset.atari else (64, 64)):
+        raise ValueError(f"CleanRL's {preset.cleanrl_script} has other layers than {hyper.hidden_sizes}")
     return [
         *("--env-id", preset.cleanrl_env or preset.env),
         *("--seed", str(seed)),

@@ -66,6 +66,12 @@ SETUP = {
     "'gymnasium[classic-control,mujoco]==1.3.0'",
 }
 SB3_SETUP = SETUP["sb3"]
+# The Atari preset's extra packages in each peer's venv (ale-py 0.9 is the first with its ROMs
+# inside and the last for CleanRL's gymnasium 0.29; OpenCV for the wrappers' resize).
+ATARI_SETUP = {
+    "sb3": ".venv-sb3/bin/pip install ale-py==0.12.1 opencv-python-headless==5.0.0.93",
+    "cleanrl": ".venv-cleanrl/bin/pip install ale-py==0.9.1 'opencv-python-headless==4.11.0.86'",
+}
 RANDOM_SECONDS = 3.0  # how long the random-policy loop runs per measurement
 
 # Runs `python -m tfppo.train ARGS` unchanged, noting when the Trainer starts building the env
@@ -215,6 +221,12 @@ def check_peers(args: argparse.Namespace) -> None:
     if "sb3" in args.peers and any(PRESETS[name].hyper.recurrent for name in args.presets):
         if subprocess.run([venv_python("sb3"), "-c", "import sb3_contrib"], capture_output=True).returncode:
             fail(f"recurrent presets need sb3-contrib: {VENVS['sb3']}/bin/pip install {SB3_CONTRIB}")
+    if any(PRESETS[name].atari for name in args.presets):
+        for peer in set(args.peers) & set(ATARI_SETUP):
+            if subprocess.run(
+                [venv_python(peer), "-c", "import ale_py, cv2"], capture_output=True
+            ).returncode:
+                fail(f"Atari presets need ale-py and OpenCV in {VENVS[peer]}: {ATARI_SETUP[peer]}")
     if "cleanrl" in args.peers:
         if not args.cleanrl_dir:
             fail("--peers=cleanrl needs --cleanrl_dir=a CleanRL checkout (git clone of vwxyzjn/cleanrl)")
@@ -270,9 +282,10 @@ def run_sb3(name: str, label: str, extra: dict, seed: int, total: int, rundir: s
         f"--num_envs={preset.num_envs}",
         f"--seed={seed}",
         f"--total_timesteps={total}",
-        f"--hyper={json.dumps({**sb3_kwargs(preset.hyper), **extra})}",
+        f"--hyper={json.dumps({**sb3_kwargs(preset.hyper, preset.atari), **extra})}",
         f"--records={stem}.jsonl",
         f"--summary={stem}.json",
+        *(["--atari"] if preset.atari else []),
     ]
     normalize = sb3_normalize(preset.hyper)
     if normalize:
@@ -504,7 +517,7 @@ def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir:
 def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -> list:
     preset = PRESETS[name]
     sources = [("main", sys.executable, preset.env)]
-    if "cleanrl" in args.peers and preset.cleanrl_script:
+    if "cleanrl" in args.peers and preset.cleanrl_script and not preset.atari:
         sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env))
     rates = []
     for source, python, env in sources:

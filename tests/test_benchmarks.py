@@ -134,6 +134,10 @@ class SpeedPresetArgumentsTest(absltest.TestCase):
         self.assertEqual(hopper["clip_range_vf"], 0.2)
         self.assertEqual(hopper["vf_coef"], 0.25)  # CleanRL's 0.5 x its halved squared error
         self.assertEqual(hopper["learning_rate"], {"linear": 3e-4})
+        atari = _speed_presets.sb3_kwargs(presets["atari_breakout"].hyper, atari=True)
+        self.assertEqual((atari["n_steps"], atari["batch_size"], atari["n_epochs"]), (128, 256, 4))
+        self.assertEqual((atari["clip_range"], atari["clip_range_vf"], atari["vf_coef"]), (0.1, 0.1, 0.25))
+        self.assertNotIn("policy_kwargs", atari)  # CnnPolicy's NatureCNN ends in the 512 relu units
         self.assertIsNone(_speed_presets.sb3_normalize(presets["cartpole"].hyper))
         self.assertEqual(
             _speed_presets.sb3_normalize(presets["hopper"].hyper),
@@ -169,6 +173,12 @@ class SpeedPresetArgumentsTest(absltest.TestCase):
         self.assertEqual(hopper["--total-timesteps"], "1001472")
         self.assertEqual((hopper["--vf-coef"], hopper["--learning-rate"]), ("0.5", "0.0003"))
         self.assertIs(hopper["--clip-vloss"], True)
+        atari = as_dict(_speed_presets.cleanrl_args(presets["atari_breakout"], 0, 4096))
+        self.assertEqual(atari["--env-id"], "BreakoutNoFrameskip-v4")
+        self.assertEqual((atari["--num-envs"], atari["--num-steps"]), ("8", "128"))
+        self.assertEqual(
+            (atari["--clip-coef"], atari["--vf-coef"], atari["--ent-coef"]), ("0.1", "0.5", "0.01")
+        )
 
         odd = presets["hopper"].hyper.__class__(**{**presets["hopper"].hyper.__dict__, "clip_value": 0.5})
         with self.assertRaisesRegex(ValueError, "clip_coef"):

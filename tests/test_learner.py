@@ -104,6 +104,20 @@ class LearnerTest(tf.test.TestCase):
             self.assertNotAllClose(before, variable.numpy())
         self.assertEqual(int(learner.critic_optimizer.iterations.numpy()), 0)
 
+    def test_shared_torso_runs_once_per_gradient_step_and_acting_step(self):
+        # Counted while the update traces: one torso call for the gradient step (actor head and
+        # value head read the same features) and one for the batch KL after the epochs; a
+        # second call per step would double a CNN's cost (the Atari presets share the torso).
+        config = dataclasses.replace(SMALL, shared_torso=True)
+        # Acting likewise: one call for the action and the value.
+        actor, _, policy, learner = make(DISCRETE, config)
+        calls, call = [], actor.torso.call
+        actor.torso.call = lambda *args, **kwargs: calls.append(1) or call(*args, **kwargs)
+        batch = random_batch(DISCRETE, config, policy, 0)
+        self.assertLen(calls, 1)
+        learner.update(batch, 0.0)
+        self.assertLen(calls, 3)
+
     def test_joint_grad_norm_is_one_norm_over_actor_and_weighted_critic(self):
         # One step of one minibatch on the same weights and batch: the joint norm must be
         # sqrt(|g_actor|^2 + (vf_coef |g_critic|)^2) of the separate norms, as SB3 clips.

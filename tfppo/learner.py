@@ -180,9 +180,11 @@ class Learner(tf.Module):
         params = self.actor.params(batch["observation"], **self._memory(batch)[0])
         return distributions.from_params(self.spec.action, params, batch.get("mask"))
 
-    def _actor_loss(self, minibatch, clip_epsilon):
+    def _actor_loss(self, minibatch, clip_epsilon, distribution=None):
+        """distribution: the current policy on the minibatch, when the caller has it."""
         config, mask = self.config, minibatch.get("mask")
-        distribution = self._policy(minibatch)
+        if distribution is None:
+            distribution = self._policy(minibatch)
         log_prob = distribution.log_prob(minibatch["action"])
         entropy = tf.reduce_mean(distribution.entropy())
         behavior_log_prob = minibatch["behavior_log_prob"]
@@ -225,9 +227,11 @@ class Learner(tf.Module):
         metrics["entropy"] = entropy
         return loss - config.ent_coef * entropy, metrics
 
-    def _critic_loss(self, minibatch):
+    def _critic_loss(self, minibatch, value=None):
+        if value is None:
+            value = self.critic(minibatch["observation"], **self._memory(minibatch)[1])
         return losses.value_loss(
-            self.critic(minibatch["observation"], **self._memory(minibatch)[1]),
+            value,
             minibatch["return"],
             minibatch["behavior_value"],
             self.config.clip_value,
@@ -246,10 +250,16 @@ class Learner(tf.Module):
         joint = self.shared or (self.config.joint_grad_norm and train_actor and train_critic)
         zero = tf.constant(0.0)
         with tf.GradientTape() as tape:
+            distribution = value = None
+            if self.shared:  # The torso (a CNN on pixels: most of the cost) runs once, not twice.
+                features, _ = self.actor.features(minibatch["observation"], **self._memory(minibatch)[0])
+                params = self.actor.head(features)
+                distribution = distributions.from_params(self.spec.action, params, minibatch.get("mask"))
+                value = self.critic.value_of(features)
             actor_loss, actor_metrics = (
-                self._actor_loss(minibatch, clip_epsilon) if train_actor else (zero, {})
+                self._actor_loss(minibatch, clip_epsilon, distribution) if train_actor else (zero, {})
             )
-            critic_loss, critic_metrics = self._critic_loss(minibatch) if train_critic else (zero, {})
+            critic_loss, critic_metrics = self._critic_loss(minibatch, value) if train_critic else (zero, {})
             coef = self.config.vf_coef if joint else 1.0
             total = actor_loss + coef * critic_loss
         variables = (self.actor_variables if train_actor or self.shared else []) + (

@@ -308,9 +308,14 @@ class Actor(keras.Model):
         self.memory = memory
         self.head = make_head(spec.action, config)
 
+    def features(self, observation, state=None, starts=None):
+        """(what the head reads: torso, memory and the MLP after it; the next state or None).
+        With --shared_torso the critic's value head reads the same features."""
+        return _remember(self.memory, self.torso(observation), state, starts)
+
     def params_and_state(self, observation, state=None, starts=None):
         """(the distribution's parameters, each [B, width]; the next recurrent state or None)."""
-        features, state = _remember(self.memory, self.torso(observation), state, starts)
+        features, state = self.features(observation, state, starts)
         return self.head(features), state
 
     def params(self, observation: tf.Tensor, state=None, starts=None) -> dict[str, tf.Tensor]:
@@ -338,7 +343,11 @@ class Critic(keras.Model):
 
     def value_and_state(self, observation, state=None, starts=None):
         features, state = _remember(self.memory, self.torso(observation), state, starts)
-        return tf.squeeze(self.value(features), axis=-1), state
+        return self.value_of(features), state
+
+    def value_of(self, features: tf.Tensor) -> tf.Tensor:
+        """V(s) [B] from the features the torso (and memory) gave."""
+        return tf.squeeze(self.value(features), axis=-1)
 
     def call(self, observation: tf.Tensor, state=None, starts=None) -> tf.Tensor:
         return self.value_and_state(observation, state, starts)[0]

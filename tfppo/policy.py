@@ -26,6 +26,7 @@ class Policy(tf.Module):
         self.state_size = sum(memory.state_sizes(actor, critic))
         self.recurrent = self.state_size > 0
         self.gsde = getattr(actor.head, "sigma_mode", None) == "gsde"
+        self.shared = critic.torso is actor.torso  # --shared_torso: one torso pass feeds both heads
         if self.gsde:  # [B, F, A] weights: env b's noise is latent_b @ exploration[b]
             shape = (num_envs, *actor.head.log_std.shape[:1], spec.action.dim)
             self.exploration = tf.Variable(tf.zeros(shape), trainable=False, name="exploration")
@@ -75,9 +76,13 @@ class Policy(tf.Module):
     def _step(self, observation, *rest) -> dict[str, tf.Tensor]:
         mask, state = self._unpack(rest)
         actor_state, critic_state = self._split(state)
-        params, actor_state = self.actor.params_and_state(observation, actor_state)
-        params = dict(params)
-        value, critic_state = self.critic.value_and_state(observation, critic_state)
+        if self.shared:
+            features, actor_state = self.actor.features(observation, actor_state)
+            params, value = dict(self.actor.head(features)), self.critic.value_of(features)
+        else:
+            params, actor_state = self.actor.params_and_state(observation, actor_state)
+            params = dict(params)
+            value, critic_state = self.critic.value_and_state(observation, critic_state)
         latent = params.pop("latent", None)
         distribution = distributions.from_params(self.spec.action, params, mask)
         if latent is None:
