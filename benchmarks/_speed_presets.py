@@ -144,8 +144,9 @@ PRESETS = {
         # 1.x), which has Hopper up to v4 (same model and observation, older MuJoCo bindings).
         cleanrl_env="Hopper-v4",
     ),
-    # rl-baselines3-zoo's RecurrentPPO CartPoleNoVel-v1 (experiments/cartpole_novel_lstm.flags):
-    # CartPole observing cart position and pole angle only. SB3's side is sb3-contrib's
+    # rl-baselines3-zoo's RecurrentPPO CartPoleNoVel-v1 as experiments/cartpole_novel_lstm.flags
+    # changes it (rewards normalised, 10 epochs of 2 minibatches): CartPole observing cart
+    # position and pole angle only. SB3's side is sb3-contrib's
     # RecurrentPPO on the same env, built by benchmarks/_sb3_recurrent_driver.py (no tfppo there).
     "cartpole_novel_lstm": Preset(
         env="tfppo/CartPoleNoVel-v0",
@@ -154,14 +155,15 @@ PRESETS = {
         hyper=Hyper(
             num_envs=8,
             num_steps=32,
-            num_minibatches=1,
-            num_epochs=20,
+            num_minibatches=2,
+            num_epochs=10,
             gamma=0.98,
             gae_lambda=0.8,
             learning_rate=1e-3,
             anneal_lr=True,
             anneal_clip=True,
             norm_obs=True,
+            norm_reward=True,
             hidden_sizes=(64,),
             activation="relu",
             ortho_init=False,
