@@ -50,6 +50,7 @@ THRESHOLDS = {
     "halfcheetah": ("episode_return_mean", 3000.0),
     "hopper": ("episode_return_mean", 2300.0),
     "hopper_zoo": ("episode_return_mean", 2300.0),
+    "frozen_lake": ("episode_return_mean", 1.0),  # the optimum (no slipping): every episode at the goal
     "masked_grid": ("episode_return_mean", 0.9),  # the optimum is 0.94-0.98
     "masked_multidiscrete": ("episode_return_mean", 57.0),  # the optimum is 60
     "hybrid_moving": ("success_rate", 0.9),
