@@ -227,7 +227,7 @@ def write_table(rows: list, out: str, command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        "| preset | seed | metric >= threshold | reached at step (episode) | time to threshold | best last-100 return | final last-100 return | final success rate | eval return (10 ep.) | steps | wall | steps/s | collect share |",
+        "| preset | seed | metric >= threshold | reached at step (episode) | time to threshold | best last-100 return | final last-100 return | final success rate | eval return (deterministic, --eval_episodes) | steps | wall | steps/s | collect share |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
