@@ -118,6 +118,21 @@ class LearnerTest(tf.test.TestCase):
         learner.update(batch, 0.0)
         self.assertLen(calls, 3)
 
+    def test_jit_compiled_update_matches_the_default_one(self):
+        # --jit_compile (XLA) only changes how the update runs: same weights and batch, the same
+        # metrics and weights after it, up to float rounding.
+        config = dataclasses.replace(SMALL, num_minibatches=1)
+        actor, critic, policy, plain = make(BOX, config)
+        xla_actor, xla_critic, _, xla = make(BOX, dataclasses.replace(config, jit_compile=True))
+        xla_actor.set_weights(actor.get_weights())
+        xla_critic.set_weights(critic.get_weights())
+        batch, initial = random_batch(BOX, config, policy, 0), actor.get_weights()[0]
+        (expected, expected_weights), (got, got_weights) = plain.update(batch, 0.0), xla.update(batch, 0.0)
+        self.assertNotAllClose(actor.get_weights()[0], initial)  # the update trained
+        for name in ("policy_loss", "value_loss", "entropy", "kl", "actor_grad_norm"):
+            self.assertAllClose(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+        self.assertAllClose(list(got_weights.values()), list(expected_weights.values()), rtol=1e-4, atol=1e-6)
+
     def test_joint_grad_norm_is_one_norm_over_actor_and_weighted_critic(self):
         # One step of one minibatch on the same weights and batch: the joint norm must be
         # sqrt(|g_actor|^2 + (vf_coef |g_critic|)^2) of the separate norms, as SB3 clips.

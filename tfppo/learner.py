@@ -90,6 +90,7 @@ class Learner(tf.Module):
             self._packed_update,
             input_signature=[batch_signature(spec, config, self.state_size), tf.TensorSpec((), tf.float32)],
             autograph=False,  # The loops are explicit (_epochs): no conversion cost.
+            jit_compile=config.jit_compile or None,
         )
 
     def update(self, batch: dict[str, np.ndarray], progress: float) -> tuple[dict[str, float], dict]:
