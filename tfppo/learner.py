@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfppo import distributions, losses, memory
+from tfppo import distributions, losses, memory, networks
 from tfppo.config import Config
 from tfppo.distributed import Replicas
 from tfppo.envs import EnvSpec
@@ -252,11 +252,11 @@ class Learner(tf.Module):
         zero = tf.constant(0.0)
         with tf.GradientTape() as tape:
             distribution = value = None
-            if self.shared:  # The torso (a CNN on pixels: most of the cost) runs once, not twice.
-                features, _ = self.actor.features(minibatch["observation"], **self._memory(minibatch)[0])
-                params = self.actor.head(features)
+            if self.shared:
+                params, value, _ = networks.shared_heads(
+                    self.actor, self.critic, minibatch["observation"], **self._memory(minibatch)[0]
+                )
                 distribution = distributions.from_params(self.spec.action, params, minibatch.get("mask"))
-                value = self.critic.value_of(features)
             actor_loss, actor_metrics = (
                 self._actor_loss(minibatch, clip_epsilon, distribution) if train_actor else (zero, {})
             )

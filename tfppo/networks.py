@@ -353,6 +353,13 @@ class Critic(keras.Model):
         return self.value_and_state(observation, state, starts)[0]
 
 
+def shared_heads(actor: Actor, critic: Critic, observation, state=None, starts=None):
+    """--shared_torso: (the actor's parameters, V(s) [B], the next state) from one pass of the
+    torso and memory the two share (a CNN on pixels is most of the cost: never run it twice)."""
+    features, state = actor.features(observation, state, starts)
+    return actor.head(features), critic.value_of(features), state
+
+
 TorsoBuilder = Callable[..., keras.Layer]
 
 

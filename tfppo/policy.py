@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfppo import distributions, memory
 from tfppo.envs import EnvSpec
-from tfppo.networks import gsde_std
+from tfppo.networks import gsde_std, shared_heads
 
 
 class Policy(tf.Module):
@@ -77,8 +77,8 @@ class Policy(tf.Module):
         mask, state = self._unpack(rest)
         actor_state, critic_state = self._split(state)
         if self.shared:
-            features, actor_state = self.actor.features(observation, actor_state)
-            params, value = dict(self.actor.head(features)), self.critic.value_of(features)
+            params, value, actor_state = shared_heads(self.actor, self.critic, observation, actor_state)
+            params = dict(params)
         else:
             params, actor_state = self.actor.params_and_state(observation, actor_state)
             params = dict(params)
