@@ -106,6 +106,15 @@ def install_hooks(recorder: Recorder) -> None:
     torch.utils.tensorboard.SummaryWriter = RecordingWriter
 
 
+def register_ale() -> None:
+    """ale-py >= 0.9 registers the ALE ids when imported; 0.8 (CleanRL's pin, which has no ROMs)
+    did it through a gymnasium plugin entry point, so CleanRL's scripts import nothing for it."""
+    try:
+        import ale_py  # noqa: F401
+    except ImportError:  # no Atari in this venv: the classic-control and MuJoCo scripts
+        pass
+
+
 def main() -> None:
     args, script_args = parse_args(sys.argv[1:])
     import gymnasium
@@ -117,16 +126,11 @@ def main() -> None:
         recorder = Recorder(records_file)
         install_hooks(recorder)
         sys.argv = [args.script, *script_args]
-        if "atari" in os.path.basename(args.script):
-            # ale-py >= 0.9 registers its ids on import; 0.8 (CleanRL's pin, without ROMs) did it
-            # through a gymnasium plugin entry point, so the script itself imports nothing.
-            import ale_py  # noqa: F401
-        # As `python SCRIPT` does: the script's folder first on the import path; and the checkout
-        # root (or the plain folder) where ppo_atari.py finds cleanrl_utils.atari_wrappers.
+        register_ale()
+        # As `python SCRIPT` does, the script's folder first on the import path; then the
+        # checkout root, where ppo_atari.py finds cleanrl_utils (a plain folder holds it itself).
         folder = os.path.dirname(os.path.abspath(args.script))
-        for path in (os.path.dirname(folder), folder):
-            if path == folder or os.path.isdir(os.path.join(path, "cleanrl_utils")):
-                sys.path.insert(0, path)
+        sys.path[:0] = [folder, os.path.dirname(folder)]
         runpy.run_path(args.script, run_name="__main__")
     marks = recorder.marks
     if not {"construct_start", "first_reset", "end"} <= set(marks):

@@ -42,6 +42,18 @@ class NumpyPolicyTest(tf.test.TestCase, parameterized.TestCase):
         kernels = [layer.kernel.shape[1] for layer in critic.torso.layers]
         self.assertEqual(tuple(kernels), config.critic_hidden_sizes or config.hidden_sizes)
 
+    def test_a_shared_torso_runs_once_per_step_with_the_values_of_two_passes(self):
+        actor, critic = networks.build(BOX, Config(env="x", shared_torso=True))
+        policy = NumpyPolicy(actor, critic, BOX, seed=0)
+        observation = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+        policy.step(observation)  # the first step also checks parity against the Keras models
+        calls, torso = [], policy.actor_torso
+        policy.actor_torso = policy.critic_torso = lambda x: calls.append(1) or torso(x)
+        out = policy.step(observation)
+        self.assertLen(calls, 1)
+        self.assertAllClose(out["value"], critic(observation), atol=1e-5)
+        self.assertAllClose(out["loc"], actor.params(observation)["loc"], atol=1e-5)
+
     def test_sync_follows_the_weights(self):
         actor, critic = networks.build(BOX, Config(env="x"))
         policy = NumpyPolicy(actor, critic, BOX, seed=0)

@@ -236,6 +236,7 @@ class NumpyPolicy:
 
         self.actor, self.critic, self.spec = actor, critic, spec
         self.actor_size, self.critic_size = state_sizes(actor, critic)
+        self.shared = critic.torso is actor.torso  # --shared_torso: one torso pass feeds both heads
         self.state_size = self.actor_size + self.critic_size
         self.recurrent = self.state_size > 0
         self.kind = spec.action.kind
@@ -297,11 +298,16 @@ class NumpyPolicy:
         """The parameters of ActionSpec.param_dims(), each [B, width], as Actor.params computes them."""
         return self._params_and_state(observation, state)[0]
 
-    def _params_and_state(self, observation, state):
+    def _features(self, observation, state):
+        """(what the actor's head reads, the actor's next state or None), as Actor.features."""
         features = self.actor_torso(observation)
         next_state = None
         if self.recurrent:
             features, next_state = self.actor_memory(features, self._split(state, len(observation))[0])
+        return features, next_state
+
+    def _params_and_state(self, observation, state):
+        features, next_state = self._features(observation, state)
         return self._head(features), next_state
 
     def _head(self, features):
@@ -329,7 +335,10 @@ class NumpyPolicy:
         next_state = None
         if self.recurrent:
             features, next_state = self.critic_memory(features, self._split(state, len(observation))[1])
-        return _forward(self.value_head, features)[:, 0], next_state
+        return self._value(features), next_state
+
+    def _value(self, features):
+        return _forward(self.value_head, features)[:, 0]
 
     def value(self, observation: np.ndarray, state=None) -> np.ndarray:
         return self._value_and_state(observation, state)[0]
@@ -406,8 +415,12 @@ class NumpyPolicy:
         (with --recurrent, "state": the next state, from `state` [B, S], default zeros)."""
         if not self.checked:
             self.check_parity(observation)
-        params, actor_state = self._params_and_state(observation, state)
-        value, critic_state = self._value_and_state(observation, state)
+        if self.shared:  # as networks.shared_heads: the torso (and memory) once for both heads
+            features, actor_state = self._features(observation, state)
+            params, value, critic_state = self._head(features), self._value(features), None
+        else:
+            params, actor_state = self._params_and_state(observation, state)
+            value, critic_state = self._value_and_state(observation, state)
         out = {"action": self._choose(params, mask, True), "value": value, **params}
         if self.recurrent:
             out["state"] = self._joined(actor_state, critic_state)
@@ -421,5 +434,6 @@ class NumpyPolicy:
         params, actor_state = self._params_and_state(observation, state)
         if not self.recurrent:
             return self._choose(params, mask, False), state
-        _, critic_state = self._value_and_state(observation, state)
+        # The critic's own memory advances too (none with --shared_torso: the actor's is the state).
+        critic_state = self._value_and_state(observation, state)[1] if self.critic_size else None
         return self._choose(params, mask, False), self._joined(actor_state, critic_state)

@@ -109,8 +109,9 @@ class Policy(tf.Module):
         )
         if not self.recurrent:
             return action
-        # The critic's state advances too: the next step's value needs it.
-        _, critic_state = self.critic.value_and_state(observation, critic_state)
+        # The critic's own memory advances too (none with --shared_torso: the actor's is the state).
+        if memory.state_sizes(self.actor, self.critic)[1]:
+            _, critic_state = self.critic.value_and_state(observation, critic_state)
         return {"action": action, "state": self._joined(actor_state, critic_state)}
 
     def _value(self, observation, state=None) -> tf.Tensor:
