@@ -3,6 +3,8 @@ its runs with a checkpoint on SIGTERM and resumes them; the speed benchmark's pu
 peer's command line from one preset, the parsing of their outputs, ratios and targets) without
 any peer installed."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import _cleanrl_driver  # noqa: E402
 import _random_policy  # noqa: E402
 import _speed_presets  # noqa: E402
 import _speed_report  # noqa: E402
+import mujoco_suite  # noqa: E402
 import speed_vs_sb3  # noqa: E402
 
 
@@ -340,6 +343,99 @@ class SpeedPeerOutputsTest(absltest.TestCase):
             results = json.load(f)
         self.assertEqual(len(results["runs"]), 6)
         self.assertEqual(results["summary"][-1]["library"], "tfppo")
+
+
+class MujocoSuiteTest(absltest.TestCase):
+    def test_iqm_is_the_mean_of_the_middle_half(self):
+        self.assertAlmostEqual(mujoco_suite.iqm(range(1, 9)), 4.5)  # 3, 4, 5, 6
+        # Six values: the 2nd and 5th count half; an outlier at either end does not count.
+        self.assertAlmostEqual(mujoco_suite.iqm([0, 1, 2, 3, 4, 100]), 2.5)
+        self.assertAlmostEqual(mujoco_suite.iqm([-50, 1, 2, 3, 4, 5]), 2.5)
+        self.assertAlmostEqual(mujoco_suite.iqm([7.0]), 7.0)
+
+    def test_normalised_score_works_for_negative_returns(self):
+        self.assertAlmostEqual(mujoco_suite.normalised(-5.0, -43.0, -7.71), 38.0 / 35.29)
+        self.assertAlmostEqual(mujoco_suite.normalised(2530.0, 30.0, 2530.0), 1.0)
+        self.assertEqual(mujoco_suite.best_anchor("HalfCheetah-v5"), ("rl-zoo", 5819.10))
+        self.assertEqual(mujoco_suite.best_anchor("Pusher-v5"), ("CleanRL", -40.38))
+
+    def test_summary_targets_and_results_table(self):
+        def row(env, seed, final):
+            return {
+                "env": env,
+                "preset": "hopper",
+                "seed": seed,
+                "final_last100": final,
+                "eval_return": final + 1,
+            }
+
+        rows = [row("Hopper-v5", 0, 2830.0), row("Hopper-v5", 1, 2630.0), row("Pusher-v5", 0, -100.0)]
+        summary = mujoco_suite.summarise(rows, {"Hopper-v5": 30.0, "Pusher-v5": -160.0})
+        hopper, pusher = summary
+        self.assertEqual(hopper["seeds"], [0, 1])
+        self.assertAlmostEqual(hopper["mean"], 2730.0)
+        self.assertAlmostEqual(hopper["std"], 100.0)
+        self.assertAlmostEqual(hopper["mean_normalised"], 1.08)  # (2730 - 30) / (2530 - 30)
+        self.assertTrue(hopper["mean_target_met"] and hopper["worst_target_met"])
+        self.assertAlmostEqual(pusher["worst_normalised"], 60.0 / 119.62)
+        self.assertFalse(pusher["mean_target_met"] or pusher["worst_target_met"])
+        out = make_tempdir(self)
+        text = open(mujoco_suite.write_results(rows, summary, out, "cmd", "hopper")).read()
+        self.assertIn(
+            "| Hopper-v5 | hopper | 2 | 2830 (2831), 2630 (2631) | 2730 ± 100 | 2630 | 30.0 |", text
+        )
+        self.assertIn("| -100 | -160 | CleanRL -40.4 | 0.50 | 0.50 | mean **short**, worst **short** |", text)
+        scores = sorted([2800 / 2500, 2600 / 2500, 60 / 119.62])
+        self.assertIn(f"**{mujoco_suite.iqm(scores):.2f}** (3 runs)", text)
+        with open(os.path.join(out, "results.json")) as f:
+            self.assertEqual(len(json.load(f)["summary"]), 2)
+
+    def test_preset_text_names_the_env_only_when_it_differs(self):
+        self.assertEqual(mujoco_suite.preset_text("hopper", "Hopper-v5"), "hopper")
+        self.assertEqual(mujoco_suite.preset_text("hopper", "Swimmer-v5"), "hopper:--env=Swimmer-v5")
+        self.assertEqual(
+            mujoco_suite.preset_text("hopper:--gamma=0.9999", "Swimmer-v5"),
+            "hopper:--env=Swimmer-v5+--gamma=0.9999",
+        )
+
+    def test_diagnostics_of_a_run(self):
+        logdir = make_tempdir(self)
+        records = [
+            {
+                "global_step": i,
+                "value_loss": 1.0 + i % 7,
+                "sigma_mean": 1.0 - i / 40,
+                "sigma_min": 0.9 - i / 40,
+                "clip_fraction": i / 100,
+                "kl": 0.01,
+                "explained_variance": i / 20,
+            }
+            for i in range(20)
+        ]
+        records.insert(0, {"global_step": 0, "episode_return_mean": 1.0})  # a record without an update
+        with open(os.path.join(logdir, "metrics.jsonl"), "w") as f:
+            f.write("\n".join(json.dumps(r) for r in records) + "\n")
+        found = mujoco_suite.diagnostics(logdir)
+        self.assertAlmostEqual(found["sigma_end"], 1.0 - 19 / 40)
+        self.assertAlmostEqual(found["sigma_lowest"], 0.9 - 19 / 40)
+        self.assertEqual(found["value_loss_peak"], 7.0)
+        self.assertEqual(found["value_loss_end"], 1.0 + 19 % 7)
+        self.assertAlmostEqual(found["clip_fraction_end"], 0.185)  # the last 2 of 20 updates
+        self.assertAlmostEqual(found["explained_variance_end"], 0.95)
+
+    def test_bad_arguments_exit_2_with_one_line(self):
+        for argv, expected in (
+            (["--envs=Ant-v5"], "--envs: Ant-v5 is not one of"),
+            (["--seeds=a"], "--seeds='a' must be"),
+            (["--specific=Hopper-v5"], "must be ENV:PRESET"),
+            (["--preset=nope"], "no experiments/nope.flags"),
+        ):
+            err = io.StringIO()
+            with self.assertRaises(SystemExit) as raised, contextlib.redirect_stderr(err):
+                mujoco_suite.parse_args(argv)
+            self.assertEqual(raised.exception.code, 2)
+            self.assertIn(expected, err.getvalue())
+            self.assertEqual(err.getvalue().count("\n"), 1)
 
 
 if __name__ == "__main__":

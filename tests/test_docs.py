@@ -145,6 +145,7 @@ class DocCommandsTest(absltest.TestCase):
 
     def test_every_benchmark_command_parses_and_names_valid_presets(self):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import mujoco_suite  # noqa: PLC0415
         import presets  # noqa: PLC0415
         import scaling  # noqa: PLC0415
         import serving  # noqa: PLC0415
@@ -161,6 +162,10 @@ class DocCommandsTest(absltest.TestCase):
             if argv[0] == "benchmarks/presets.py":
                 args = presets.parse_args(argv[1:])
                 texts = args.presets.split(",")
+            elif argv[0] == "benchmarks/mujoco_suite.py":
+                args = mujoco_suite.parse_args(argv[1:])
+                texts = [mujoco_suite.preset_text(args.preset, env) for env in args.env_list]
+                texts += [mujoco_suite.preset_text(preset, env) for env, preset in args.specific_list]
             elif argv[0] == "benchmarks/speed_vs_sb3.py":
                 speed_vs_sb3.parse_args([*argv[1:], "--skip_sb3"])
                 texts = []
