@@ -9,7 +9,7 @@ import tensorflow as tf
 from tests.helpers import make_tempdir
 from tfppo import trainer
 from tfppo.config import Config
-from tfppo.normalization import Normalizers, RunningMeanStd
+from tfppo.normalization import Normalizers, RunningMeanStd, SyncedMeanStd
 from tfppo.optimizers import FusedAdam
 
 
@@ -21,6 +21,25 @@ class RunningMeanStdTest(tf.test.TestCase):
             stats.update(chunk)
         self.assertAllClose(stats.mean, data.mean(0), atol=1e-5)
         self.assertAllClose(stats.var, data.var(0), atol=1e-3)
+
+    def test_one_row_batches_give_the_bits_of_the_reductions(self):
+        # One env per step (the MuJoCo presets) skips mean(0) and var(0): same statistics, bit for bit.
+        rows = np.random.default_rng(1).normal(3.0, 2.0, size=(200, 1, 3))
+        stats, reference = RunningMeanStd((3,)), RunningMeanStd((3,))
+        for row in rows:
+            stats.update(row)
+            delta = row.mean(0) - reference.mean
+            total = reference.count + 1
+            m2 = reference.var * reference.count + row.var(0) * 1 + delta**2 * reference.count * 1 / total
+            reference.mean, reference.var = reference.mean + delta * 1 / total, m2 / total
+            reference.count = total
+        np.testing.assert_array_equal(stats.mean, reference.mean)
+        np.testing.assert_array_equal(stats.var, reference.var)
+        synced = SyncedMeanStd((3,))
+        for row in rows:
+            synced.update(row)
+        self.assertAllClose(synced.mean, stats.mean, rtol=1e-12)
+        self.assertAllClose(synced.var, stats.var, rtol=1e-9)
 
     def test_reward_scaling_uses_the_discounted_return(self):
         config = Config(env="x", norm_reward=True, gamma=0.5, num_envs=1)
