@@ -507,12 +507,18 @@ def check_mask(mask: np.ndarray | None, spec: ActionSpec, step: int) -> None:
             )
 
 
+def clip(values: np.ndarray, low, high) -> np.ndarray:
+    """np.clip's values (low <= high; NaN stays NaN) without its Python-level argument handling,
+    which costs twice the two ufuncs on the [B, D] arrays of an env step."""
+    return np.minimum(np.maximum(values, low), high)
+
+
 def clip_action(spec: ActionSpec, action: np.ndarray) -> np.ndarray:
     """The batched flat action with Box actions (hybrid: the parameter columns) clipped to bounds."""
     if spec.kind == "box":
-        return np.clip(action, spec.low, spec.high)
+        return clip(action, spec.low, spec.high)
     if spec.kind == "hybrid":
-        return np.concatenate([action[:, :1], np.clip(action[:, 1:], spec.low, spec.high)], axis=1)
+        return np.concatenate([action[:, :1], clip(action[:, 1:], spec.low, spec.high)], axis=1)
     return action
 
 
@@ -522,7 +528,7 @@ def env_action(spec: ActionSpec, action: np.ndarray):
         return clip_action(spec, action)
     if spec.kind == "hybrid":
         action_type = action[:, 0].astype(np.int64)
-        parameters = np.clip(action[:, 1:], spec.low, spec.high)
+        parameters = clip(action[:, 1:], spec.low, spec.high)
         if spec.dict_keys:
             return {spec.dict_keys[0]: action_type, spec.dict_keys[1]: parameters}
         return action_type, parameters

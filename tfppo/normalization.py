@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfppo.config import ConfigError
+from tfppo.envs import clip
 from tfppo.observations import vector_spec
 
 
@@ -152,7 +153,7 @@ class Normalizers(tf.Module):
         if update:
             self.obs_stats.update(values)
         normalized = (values - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + self.EPSILON)
-        normalized = np.clip(normalized, -self.obs_clip, self.obs_clip).astype(np.float32)
+        normalized = clip(normalized, -self.obs_clip, self.obs_clip).astype(np.float32)
         if self.slots is None:
             return normalized
         observation = observation.copy()
@@ -163,11 +164,14 @@ class Normalizers(tf.Module):
         """Scales the [B] rewards of one step by the running std of the discounted return."""
         if not self.norm_reward:
             return reward
-        self.discounted_return = self.discounted_return * self.gamma + reward
-        self.return_stats.update(self.discounted_return)
-        self.discounted_return[done] = 0.0
+        # In place: assigning an attribute of a tf.Module goes through its tracking (~10 us).
+        returns = self.discounted_return
+        returns *= self.gamma
+        returns += reward
+        self.return_stats.update(returns)
+        returns[done] = 0.0
         scaled = reward / np.sqrt(self.return_stats.var + self.EPSILON)
-        return np.clip(scaled, -self.reward_clip, self.reward_clip)
+        return clip(scaled, -self.reward_clip, self.reward_clip)
 
     def push(self) -> None:
         """NumPy statistics -> tf.Variables (before a checkpoint or an export)."""

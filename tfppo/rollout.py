@@ -218,28 +218,31 @@ class Collector:
             rollout.truncation_value[cut] = values
 
     def _step(self, rollout: Rollout, t: int, action: np.ndarray, next_state=None) -> None:
-        """One env step; next_state: a recurrent policy's state after acting (None: feed-forward)."""
+        """One env step; next_state: a recurrent policy's state after acting (None: feed-forward).
+
+        The bookkeeping of ended episodes runs only on steps where one ended: with one env
+        (the MuJoCo presets) this loop's own work is comparable to the env's."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         reward = np.asarray(reward, np.float64)
-        if not np.all(np.isfinite(reward)):
+        if not np.isfinite(reward).all():
             env = int(np.flatnonzero(~np.isfinite(reward))[0])
             raise ConfigError(
                 f"env {env} returned reward {reward[env]} at env step {self.env_steps}; expected a finite number"
             )
         self.env_steps += self.num_envs
         next_observation, next_mask = envs_lib.split_observation(observation, info, self.spec)
-        bad = envs_lib.non_finite_rows(next_observation)
-        if bad.any():
-            env = int(np.flatnonzero(bad)[0])
+        if next_observation.dtype != np.uint8 and not np.isfinite(next_observation).all():
+            env = int(np.flatnonzero(envs_lib.non_finite_rows(next_observation))[0])
             raise ConfigError(f"env {env} returned a non-finite observation at env step {self.env_steps}")
         done = np.logical_or(terminated, truncated)
+        any_done = bool(done.any())
         train_reward = (reward + self.reward_shift) * self.reward_scale
         if self.normalizers is not None:
             train_reward = self.normalizers.reward(train_reward, done)
         rollout.reward[t] = train_reward
         rollout.terminated[t] = terminated
         rollout.truncated[t] = truncated
-        if done.any():
+        if any_done:
             final, _ = envs_lib.split_observation(_final_observations(info, observation), {}, self.spec)
             bad = done & envs_lib.non_finite_rows(final)
             if bad.any():  # Bootstrapped through V(final observation): a NaN there poisons the loss.
@@ -249,9 +252,23 @@ class Collector:
                 )
             rollout.final_observation[t][done] = self._normalize(final[done], update=False)
         next_observation = self._normalize(next_observation, update=True)
-        rollout.final_observation[t][~done] = next_observation[~done]
+        if any_done:
+            rollout.final_observation[t][~done] = next_observation[~done]
+        else:
+            rollout.final_observation[t] = next_observation
         self.running_return += reward
         self.running_length += 1
+        if any_done:
+            self._end_episodes(done, info)
+        self.observation, self.mask = next_observation, next_mask
+        if next_state is not None:  # The memory of an ended episode is forgotten.
+            rollout.final_state[t] = next_state
+            self.state = np.where(done[:, None], 0.0, next_state).astype(np.float32)
+            self.start = done
+
+    def _end_episodes(self, done: np.ndarray, info: dict) -> None:
+        """Counts the episodes that ended this step (their return, length, success) and restarts
+        the running sums of their envs."""
         successes = _final_successes(info, done)
         reported = _final_episodes(info, done) if self.env_episodes else None
         for env in np.flatnonzero(done):
@@ -269,11 +286,6 @@ class Collector:
             self.episodes += 1
         self.running_return[done] = 0.0
         self.running_length[done] = 0
-        self.observation, self.mask = next_observation, next_mask
-        if next_state is not None:  # The memory of an ended episode is forgotten.
-            rollout.final_state[t] = next_state
-            self.state = np.where(done[:, None], 0.0, next_state).astype(np.float32)
-            self.start = done
 
     def counters(self) -> tuple:
         """The episode counters and statistics, to roll back to (see restore_counters)."""
