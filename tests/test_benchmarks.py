@@ -23,6 +23,7 @@ import _cleanrl_driver  # noqa: E402
 import _random_policy  # noqa: E402
 import _speed_presets  # noqa: E402
 import _speed_report  # noqa: E402
+import loop_overhead  # noqa: E402
 import mujoco_suite  # noqa: E402
 import speed_vs_sb3  # noqa: E402
 
@@ -343,6 +344,29 @@ class SpeedPeerOutputsTest(absltest.TestCase):
             results = json.load(f)
         self.assertEqual(len(results["runs"]), 6)
         self.assertEqual(results["summary"][-1]["library"], "tfppo")
+
+
+class LoopOverheadTest(absltest.TestCase):
+    def test_free_env_has_the_spaces_and_ends_its_episodes(self):
+        import gymnasium as gym
+        import numpy as np
+
+        box = gym.spaces.Box(-np.inf, np.inf, (11,), np.float64)
+        env = loop_overhead.make_free_env(box, gym.spaces.Box(-1.0, 1.0, (3,), np.float32), 5)()
+        observation, _ = env.reset(seed=0)
+        self.assertEqual(observation.shape, (11,))
+        np.testing.assert_array_equal(observation, np.zeros(11))  # infinite bounds: the middle of [-1, 1]
+        ends = []
+        for _ in range(5):
+            observation, reward, terminated, truncated, _ = env.step(np.zeros(3, np.float32))
+            ends.append(truncated)
+            self.assertEqual((reward, terminated), (1.0, False))
+        self.assertEqual(ends, [False] * 4 + [True])
+        np.testing.assert_allclose(observation, np.full(11, 0.005))  # drifts, for the normaliser
+        self.assertTrue(box.contains(observation))
+        grid = gym.spaces.MultiBinary(4)
+        env = loop_overhead.make_free_env(grid, gym.spaces.Discrete(2), 3)()
+        self.assertTrue(grid.contains(env.reset()[0]))
 
 
 class MujocoSuiteTest(absltest.TestCase):

@@ -145,6 +145,7 @@ class DocCommandsTest(absltest.TestCase):
 
     def test_every_benchmark_command_parses_and_names_valid_presets(self):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import loop_overhead  # noqa: PLC0415
         import mujoco_suite  # noqa: PLC0415
         import presets  # noqa: PLC0415
         import scaling  # noqa: PLC0415
@@ -173,12 +174,14 @@ class DocCommandsTest(absltest.TestCase):
                 args = time_breakdown.build_parser().parse_args(argv[1:])
                 texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
             elif argv[0] in (
+                "benchmarks/loop_overhead.py",
                 "benchmarks/scaling.py",
                 "benchmarks/vector_modes.py",
                 "benchmarks/serving.py",
                 "benchmarks/tabular_optimum.py",
             ):
                 module = {
+                    "loop_overhead.py": loop_overhead,
                     "scaling.py": scaling,
                     "vector_modes.py": vector_modes,
                     "serving.py": serving,
