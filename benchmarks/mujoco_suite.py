@@ -277,10 +277,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         env, _, preset = item.partition(":")
         if env not in ANCHORS or not preset:
             parser.exit(
-                2, f"error: --specific: {item!r} must be ENV:PRESET with ENV one of {', '.join(ENVS)}\n"
+                2,
+                f"error: --specific: {item!r} must be ENV:PRESET[:FLAGS] with ENV one of {', '.join(ENVS)}\n",
             )
         args.specific_list.append((env, preset))
-    for preset in [args.preset, *(p for _, p in args.specific_list)]:
+    for preset in [args.preset, *(p.partition(":")[0] for _, p in args.specific_list)]:
         if not os.path.isfile(os.path.join(REPO, "experiments", f"{preset}.flags")):
             parser.exit(2, f"error: no experiments/{preset}.flags\n")
     return args

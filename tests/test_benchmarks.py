@@ -447,12 +447,17 @@ class MujocoSuiteTest(absltest.TestCase):
         self.assertAlmostEqual(found["clip_fraction_end"], 0.185)  # the last 2 of 20 updates
         self.assertAlmostEqual(found["explained_variance_end"], 0.95)
 
+    def test_env_specific_presets_take_flags(self):
+        args = mujoco_suite.parse_args(["--envs=Swimmer-v5", "--specific=Swimmer-v5:hopper:--gamma=0.9999"])
+        self.assertEqual(args.specific_list, [("Swimmer-v5", "hopper:--gamma=0.9999")])
+
     def test_bad_arguments_exit_2_with_one_line(self):
         for argv, expected in (
             (["--envs=Ant-v5"], "--envs: Ant-v5 is not one of"),
             (["--seeds=a"], "--seeds='a' must be"),
             (["--specific=Hopper-v5"], "must be ENV:PRESET"),
             (["--preset=nope"], "no experiments/nope.flags"),
+            (["--specific=Swimmer-v5:nope:--gamma=0.9"], "no experiments/nope.flags"),
         ):
             err = io.StringIO()
             with self.assertRaises(SystemExit) as raised, contextlib.redirect_stderr(err):
