@@ -145,6 +145,7 @@ class DocCommandsTest(absltest.TestCase):
 
     def test_every_benchmark_command_parses_and_names_valid_presets(self):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import _random_policy  # noqa: PLC0415
         import loop_overhead  # noqa: PLC0415
         import mujoco_suite  # noqa: PLC0415
         import presets  # noqa: PLC0415
@@ -163,6 +164,9 @@ class DocCommandsTest(absltest.TestCase):
             if argv[0] == "benchmarks/presets.py":
                 args = presets.parse_args(argv[1:])
                 texts = args.presets.split(",")
+            elif argv[0] == "benchmarks/_random_policy.py":
+                _random_policy.parse_args(argv[1:])
+                texts = []
             elif argv[0] == "benchmarks/mujoco_suite.py":
                 args = mujoco_suite.parse_args(argv[1:])
                 texts = [mujoco_suite.preset_text(args.preset, env) for env in args.env_list]
