@@ -103,10 +103,13 @@ def say(message: str) -> None:
     print(f"[launch] {message}", file=sys.stderr, flush=True)
 
 
-def supervise(workers: list[Worker], startup_timeout_s: float, poll_s: float = 0.2) -> int:
-    """Waits for all workers; returns the exit code (first failure) without stopping anyone."""
+def supervise(
+    workers: list[Worker], startup_timeout_s: float, stop: threading.Event, poll_s: float = 0.2
+) -> int | None:
+    """Waits for all workers; returns the exit code (first failure) without stopping anyone, or
+    None once `stop` is set (a signal to the launcher)."""
     started = time.time()
-    while True:
+    while not stop.is_set():
         codes = [w.process.poll() for w in workers]
         failed = [(w, c) for w, c in zip(workers, codes, strict=True) if c not in (None, 0)]
         if failed:
@@ -123,16 +126,18 @@ def supervise(workers: list[Worker], startup_timeout_s: float, poll_s: float = 0
                     "stopping every worker"
                 )
                 return 1
-        time.sleep(poll_s)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+        stop.wait(poll_s)
+    return None
 
 
 def main(argv: list[str]) -> int:
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # A cluster manager's SIGTERM stops cleanly too.
-        signal.signal(signum, _interrupt)
+    # Ctrl-C, and a cluster manager's SIGTERM or SIGHUP, only set `stop`: an exception raised
+    # from a handler can land inside Popen.poll() between its lock's acquire and its try, leaving
+    # the lock held, and stop_all's Popen.wait() then blocks forever (seen as a launcher that
+    # never exits after SIGINT: twice in the slow reliability case).
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: stop.set())
     if "--" in argv:
         split = argv.index("--")
         own, train_flags = argv[:split], argv[split + 1 :]
@@ -160,15 +165,17 @@ def main(argv: list[str]) -> int:
     code = 1
     try:
         for index in range(args.num_workers):
+            if stop.is_set():
+                break
             env = dict(os.environ, TF_CONFIG=tf_config(addresses, index))
             workers.append(Worker(index, args.num_workers, command, env))
             say(f"started worker {index} (pid {workers[-1].process.pid}) on {addresses[index]}")
-        code = supervise(workers, args.startup_timeout)
-    except KeyboardInterrupt:
-        # SIGTERM to every worker: each stops after the same update (the stop is all-reduced),
-        # the chief writes one checkpoint, and `--resume` continues from it.
-        say("interrupted; every worker checkpoints and stops (continue with --resume)")
-        code = 2
+        code = supervise(workers, args.startup_timeout, stop)
+        if code is None:
+            # SIGTERM to every worker: each stops after the same update (the stop is all-reduced),
+            # the chief writes one checkpoint, and `--resume` continues from it.
+            say("interrupted; every worker checkpoints and stops (continue with --resume)")
+            code = 2
     finally:
         stop_all(workers, args.grace)
     return code
