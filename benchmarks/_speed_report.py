@@ -21,11 +21,13 @@ LABELS = {
     "cleanrl": "CleanRL",
     "tfagents": "TF-Agents PPOClipAgent",
     "tfppo": "tfppo",
+    "tfppo_envpool": "tfppo --vector_mode=envpool",
 }
-LIBRARY_ORDER = ("sb3_gsde", "sb3", "sb3_recurrent", "cleanrl", "tfagents", "tfppo")
+LIBRARY_ORDER = ("sb3_gsde", "sb3", "sb3_recurrent", "cleanrl", "tfagents", "tfppo", "tfppo_envpool")
 # Which random-policy measurement a library is set against: CleanRL steps gymnasium 0.29 in
 # its own venv; the others step gymnasium 1.x envs like tfppo's.
-RATE_SOURCE = {"cleanrl": "cleanrl"}
+# tfppo's EnvPool run is set against EnvPool's own rate (speed_vs_sb3.py --envpool).
+RATE_SOURCE = {"cleanrl": "cleanrl", "tfppo_envpool": "envpool"}
 # Issue 19's targets: tfppo / peer speed (and time to threshold in the same proportion).
 TARGETS = {
     ("sb3", "cartpole"): 5.0,
@@ -88,15 +90,15 @@ def per_seed(preset: str, rows: list, library: str, key: str) -> dict:
     return {r["seed"]: r[key] for r in rows if r["preset"] == preset and r["library"] == library}
 
 
-def ratios(preset: str, rows: list, baseline: str) -> list:
-    """tfppo sps / baseline sps for every seed where both ran (runs next to each other in time)."""
-    tfppo, other = per_seed(preset, rows, "tfppo", "sps"), per_seed(preset, rows, baseline, "sps")
+def ratios(preset: str, rows: list, baseline: str, ours: str = "tfppo") -> list:
+    """ours' sps / baseline's for every seed where both ran (runs next to each other in time)."""
+    tfppo, other = per_seed(preset, rows, ours, "sps"), per_seed(preset, rows, baseline, "sps")
     return [tfppo[s] / other[s] for s in sorted(tfppo) if s in other]
 
 
-def time_ratios(preset: str, rows: list, baseline: str) -> list:
-    """baseline's time to threshold / tfppo's, per seed where both ran; None where either missed."""
-    tfppo, other = per_seed(preset, rows, "tfppo", "reached_s"), per_seed(preset, rows, baseline, "reached_s")
+def time_ratios(preset: str, rows: list, baseline: str, ours: str = "tfppo") -> list:
+    """baseline's time to threshold / ours', per seed where both ran; None where either missed."""
+    tfppo, other = per_seed(preset, rows, ours, "reached_s"), per_seed(preset, rows, baseline, "reached_s")
     return [
         other[s] / tfppo[s] if other[s] is not None and tfppo[s] is not None else None
         for s in sorted(tfppo)
@@ -131,6 +133,9 @@ def library_summary(preset: str, library: str, rows: list, rates: list) -> dict:
     if library != "tfppo":
         entry["tfppo_ratio"] = ratios(preset, rows, library)
         entry["tfppo_time_ratio"] = time_ratios(preset, rows, library)
+    if not library.startswith("tfppo"):
+        entry["envpool_ratio"] = ratios(preset, rows, library, ours="tfppo_envpool")
+        entry["envpool_time_ratio"] = time_ratios(preset, rows, library, ours="tfppo_envpool")
     return entry
 
 
@@ -147,32 +152,35 @@ def summarise(presets: list, rows: list, rates: list) -> list:
 def target_checks(summary: list) -> list:
     """One check per (preset, peer with a target) and per random-share target, with its verdict."""
     checks = []
-    for entry in summary:
-        goal = target(entry["library"], entry["preset"])
-        if goal is None or not entry.get("tfppo_ratio"):
-            continue
-        speed = mean(entry["tfppo_ratio"])
-        times = entry["tfppo_time_ratio"]
-        reached = [t for t in times if t is not None]
-        checks.append(
-            {
-                "preset": entry["preset"],
-                "what": f"tfppo / {LABELS[entry['library']]}",
-                "target": goal,
-                "speed": speed,
-                "speed_min": min(entry["tfppo_ratio"]),
-                "speed_met": speed >= goal,
-                "time": times,
-                "time_met": bool(reached) and mean(reached) >= goal if reached else None,
-            }
-        )
-    for entry in summary:
-        goal = RANDOM_SHARE_TARGETS.get(entry["preset"])
-        if entry["library"] == "tfppo" and goal is not None and entry["fraction_of_random"] is not None:
+    for ours, key in (("tfppo", "tfppo"), ("tfppo_envpool", "envpool")):
+        for entry in summary:
+            goal = target(entry["library"], entry["preset"])
+            if goal is None or not entry.get(f"{key}_ratio"):
+                continue
+            speed = mean(entry[f"{key}_ratio"])
+            times = entry[f"{key}_time_ratio"]
+            reached = [t for t in times if t is not None]
             checks.append(
                 {
                     "preset": entry["preset"],
-                    "what": "tfppo's share of the random-policy rate",
+                    "what": f"{LABELS[ours]} / {LABELS[entry['library']]}",
+                    "target": goal,
+                    "speed": speed,
+                    "speed_min": min(entry[f"{key}_ratio"]),
+                    "speed_met": speed >= goal,
+                    "time": times,
+                    "time_met": bool(reached) and mean(reached) >= goal if reached else None,
+                }
+            )
+    for entry in summary:
+        goal = RANDOM_SHARE_TARGETS.get(entry["preset"])
+        ours = entry["library"]
+        if ours.startswith("tfppo") and goal is not None and entry["fraction_of_random"] is not None:
+            rate = "EnvPool's random-policy rate" if ours == "tfppo_envpool" else "the random-policy rate"
+            checks.append(
+                {
+                    "preset": entry["preset"],
+                    "what": f"{LABELS[ours]}'s share of {rate}",
                     "target": goal,
                     "speed": entry["fraction_of_random"],
                     "speed_min": None,
@@ -218,6 +226,7 @@ def rate_lines(preset: str, rates: list) -> list:
     for source, label in (
         ("main", "tfppo's venv (set against tfppo, SB3, TF-Agents)"),
         ("cleanrl", "CleanRL's venv"),
+        ("envpool", "EnvPool in tfppo's venv (set against tfppo --vector_mode=envpool)"),
     ):
         found = [r for r in rates if r["preset"] == preset and r["source"] == source]
         if found:

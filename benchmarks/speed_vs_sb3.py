@@ -174,6 +174,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a sentence for results.md (e.g. the machine was shared)")
     parser.add_argument("--skip_sb3", action="store_true", help="drop sb3 from --peers")
     parser.add_argument("--skip_tfppo", action="store_true", help="run the peers only")
+    parser.add_argument(
+        "--envpool",
+        action="store_true",
+        help="also run tfppo with --vector_mode=envpool after tfppo (non-Atari presets; envpool "
+        "installed in tfppo's venv) and measure EnvPool's random-policy rate",
+    )
     args = parser.parse_args(argv)
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = [p for p in args.presets if p not in PRESETS]
@@ -238,6 +244,11 @@ def check_peers(args: argparse.Namespace) -> None:
                     fail(str(error))
     if not args.skip_tfppo and not os.path.isfile(os.path.join(args.tfppo_dir, "tfppo", "train.py")):
         fail(f"--tfppo_dir={args.tfppo_dir} holds no tfppo/train.py")
+    if (
+        args.envpool
+        and subprocess.run([sys.executable, "-c", "import envpool"], capture_output=True).returncode
+    ):
+        fail(f"--envpool needs envpool in tfppo's venv: {sys.executable} -m pip install envpool==1.2.5")
 
 
 def run_command(command: list, log_path: str, what: str, cwd: str = REPO, env: dict | None = None) -> None:
@@ -358,9 +369,12 @@ def tfppo_env(tfppo_dir: str) -> dict:
     return dict(os.environ, PYTHONPATH=tfppo_dir + (os.pathsep + path if path else ""))
 
 
-def run_tfppo(name: str, flags: list, seed: int, total: int, rundir: str, tfppo_dir: str) -> dict:
+def run_tfppo(
+    name: str, flags: list, seed: int, total: int, rundir: str, tfppo_dir: str, library: str = "tfppo"
+) -> dict:
+    """library: "tfppo", or "tfppo_envpool" for the run with --vector_mode=envpool in `flags`."""
     preset = PRESETS[name]
-    stem = os.path.join(rundir, f"{name}_tfppo_seed{seed}")
+    stem = os.path.join(rundir, f"{name}_{library}_seed{seed}")
     logdir, timing_path = stem, stem + ".timing.json"
     command = [
         sys.executable,
@@ -392,12 +406,15 @@ def run_tfppo(name: str, flags: list, seed: int, total: int, rundir: str, tfppo_
         "total_s": records[-1]["wall_s"],
         "extra": {"tfppo_summary_sps": summary["sps"]},
     }
-    return row(name, preset.env, "tfppo", seed, records, timing)
+    return row(name, preset.env, library, seed, records, timing)
 
 
-def random_policy_rate(python: str, env: str, num_envs: int, seed: int, rundir: str, tfppo_dir: str) -> dict:
-    """Random actions in a SyncVectorEnv under the given interpreter (that venv's gymnasium); a
-    tfppo/... env is registered by importing tfppo.envs from tfppo_dir (gymnasium's module:id)."""
+def random_policy_rate(
+    python: str, env: str, num_envs: int, seed: int, rundir: str, tfppo_dir: str, vector: str = "gymnasium"
+) -> dict:
+    """Random actions in a SyncVectorEnv under the given interpreter (that venv's gymnasium), or
+    in EnvPool's pool of the same id (vector="envpool"); a tfppo/... env is registered by
+    importing tfppo.envs from tfppo_dir (gymnasium's module:id)."""
     log = os.path.join(rundir, f"random_{os.path.basename(os.path.dirname(os.path.dirname(python)))}.log")
     command = [
         python,
@@ -406,6 +423,7 @@ def random_policy_rate(python: str, env: str, num_envs: int, seed: int, rundir: 
         f"--num_envs={num_envs}",
         f"--seed={seed}",
         f"--seconds={RANDOM_SECONDS}",
+        f"--vector={vector}",
     ]
     with open(log, "a", encoding="utf-8") as f:
         result = subprocess.run(
@@ -512,6 +530,9 @@ def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir:
         yield run_tfagents(name, seed, total, rundir)
     if not args.skip_tfppo:
         yield run_tfppo(name, meta["tfppo_flags"][name], seed, total, rundir, args.tfppo_dir)
+    if args.envpool and not preset.atari:
+        flags = [*meta["tfppo_flags"][name], "--vector_mode=envpool"]
+        yield run_tfppo(name, flags, seed, total, rundir, args.tfppo_dir, library="tfppo_envpool")
 
 
 def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -> list:
@@ -519,9 +540,12 @@ def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -
     sources = [("main", sys.executable, preset.env)]
     if "cleanrl" in args.peers and preset.cleanrl_script and not preset.atari:
         sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env))
+    if args.envpool and not preset.atari:
+        sources.append(("envpool", sys.executable, preset.env))
     rates = []
     for source, python, env in sources:
-        measured = random_policy_rate(python, env, preset.num_envs, seed, rundir, args.tfppo_dir)
+        vector = "envpool" if source == "envpool" else "gymnasium"
+        measured = random_policy_rate(python, env, preset.num_envs, seed, rundir, args.tfppo_dir, vector)
         rates.append({"preset": name, "seed": seed, "source": source, **measured})
         print(f"{env} seed {seed} random policy ({source} venv): {measured['rate']:.0f} steps/s", flush=True)
     return rates

@@ -319,6 +319,30 @@ class SpeedPeerOutputsTest(absltest.TestCase):
         self.assertEqual(_speed_report.target("tfagents", "hopper"), 3.0)
         self.assertEqual(_speed_report.target("sb3", "hopper"), 3.0)
 
+    def test_envpool_run_is_set_against_the_peers_and_envpools_own_rate(self):
+        """speed_vs_sb3.py --envpool: tfppo's EnvPool run gets its own ratio rows and its share of
+        EnvPool's random-policy rate; the plain tfppo rows are unchanged."""
+        rows = self.rows()
+        rows.insert(3, dict(rows[2], library="tfppo_envpool", sps=9000.0, reached_s=2.0))
+        rows.append(dict(rows[-1], library="tfppo_envpool", sps=2000.0, reached_s=None))
+        self.assertEqual(_speed_report.ratios("cartpole", rows, "sb3", ours="tfppo_envpool"), [9.0, 2.0])
+        self.assertEqual(
+            _speed_report.time_ratios("cartpole", rows, "sb3", ours="tfppo_envpool"), [10.0, None]
+        )
+        rates = [
+            {"preset": "cartpole", "seed": 0, "source": "main", "rate": 10000.0},
+            {"preset": "cartpole", "seed": 0, "source": "envpool", "rate": 20000.0},
+        ]
+        summary = {e["library"]: e for e in _speed_report.summarise(["cartpole"], rows, rates)}
+        self.assertEqual(list(summary), ["sb3", "cleanrl", "tfppo", "tfppo_envpool"])
+        self.assertAlmostEqual(summary["tfppo_envpool"]["fraction_of_random"], 5500 / 20000)
+        self.assertEqual(summary["tfppo_envpool"]["tfppo_ratio"], [6000 / 9000, 4000 / 2000])
+        checks = {c["what"]: c for c in _speed_report.target_checks(list(summary.values()))}
+        self.assertEqual(checks["tfppo / SB3 PPO"]["speed"], 5.0)
+        envpool_vs_sb3 = checks["tfppo --vector_mode=envpool / SB3 PPO"]
+        self.assertEqual((envpool_vs_sb3["speed"], envpool_vs_sb3["speed_min"]), (5.5, 2.0))
+        self.assertTrue(envpool_vs_sb3["time_met"])  # seed 0 only: 10.0
+
     def test_results_files(self):
         out = make_tempdir(self)
         meta = {

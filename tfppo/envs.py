@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from tfppo import atari, example_envs, memory_envs, observations  # noqa: F401  (they register tfppo/... envs)
+from tfppo import atari, envpool_vector, example_envs, memory_envs, observations  # noqa: F401  (they register tfppo/... envs)
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.observations import MASK_KEY, ObservationSpec
 
@@ -410,7 +410,8 @@ def probe_spec(env_id: str, use_mask: bool = True, image_layout: str = "auto") -
 
 def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vector.VectorEnv:
     """num_envs copies from `source` (its factory called once per copy), auto-resetting in the
-    same step (final obs in info). Every copy must have the probed env's spaces."""
+    same step (final obs in info). Every copy must have the probed env's spaces.
+    --vector_mode=envpool: one EnvPool pool under the same contract (tfppo.envpool_vector)."""
     latency_s = config.step_latency_ms / 1000.0
 
     def thunk():
@@ -424,6 +425,8 @@ def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vec
             )
         return StepLatency(env, latency_s) if latency_s > 0 else env
 
+    if config.vector_mode == "envpool":
+        return envpool_vector.make(config, source, probed)
     thunks = [thunk] * config.num_envs
     kwargs = dict(autoreset_mode=AutoresetMode.SAME_STEP)
     if config.vector_mode == "async":
