@@ -79,8 +79,8 @@ def fake_envpool(**pool_kwargs):
     """A stand-in for the envpool module (its list_all_envs and make_gymnasium) over FakePool."""
     pools = []
 
-    def make_gymnasium(task_id, num_envs, batch_size, seed, **kwargs):
-        assert batch_size == num_envs
+    def make_gymnasium(task_id, num_envs, batch_size, num_threads, seed, **kwargs):
+        assert batch_size == num_envs and 1 <= num_threads <= num_envs
         pools.append(FakePool(task_id, num_envs, seed, **pool_kwargs, **kwargs))
         return pools[-1]
 
