@@ -547,7 +547,8 @@ def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -
         vector = "envpool" if source == "envpool" else "gymnasium"
         measured = random_policy_rate(python, env, preset.num_envs, seed, rundir, args.tfppo_dir, vector)
         rates.append({"preset": name, "seed": seed, "source": source, **measured})
-        print(f"{env} seed {seed} random policy ({source} venv): {measured['rate']:.0f} steps/s", flush=True)
+        where = "EnvPool, tfppo's venv" if source == "envpool" else f"{source} venv"
+        print(f"{env} seed {seed} random policy ({where}): {measured['rate']:.0f} steps/s", flush=True)
     return rates
 
 
