@@ -517,6 +517,11 @@ def describe(r: dict) -> str:
     )
 
 
+def with_envpool(args: argparse.Namespace, preset: Preset) -> bool:
+    """--envpool's extra tfppo run and random rate, for every preset but Atari's."""
+    return args.envpool and not preset.atari
+
+
 def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir: str):
     """Yields the rows of one seed: SB3's variants, CleanRL, TF-Agents, then tfppo, one at a time."""
     preset = PRESETS[name]
@@ -530,21 +535,20 @@ def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir:
         yield run_tfagents(name, seed, total, rundir)
     if not args.skip_tfppo:
         yield run_tfppo(name, meta["tfppo_flags"][name], seed, total, rundir, args.tfppo_dir)
-    if args.envpool and not preset.atari:
+    if with_envpool(args, preset):
         flags = [*meta["tfppo_flags"][name], "--vector_mode=envpool"]
         yield run_tfppo(name, flags, seed, total, rundir, args.tfppo_dir, library="tfppo_envpool")
 
 
 def measure_rates(name: str, seed: int, args: argparse.Namespace, rundir: str) -> list:
     preset = PRESETS[name]
-    sources = [("main", sys.executable, preset.env)]
+    sources = [("main", sys.executable, preset.env, "gymnasium")]
     if "cleanrl" in args.peers and preset.cleanrl_script and not preset.atari:
-        sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env))
-    if args.envpool and not preset.atari:
-        sources.append(("envpool", sys.executable, preset.env))
+        sources.append(("cleanrl", venv_python("cleanrl"), preset.cleanrl_env or preset.env, "gymnasium"))
+    if with_envpool(args, preset):
+        sources.append(("envpool", sys.executable, preset.env, "envpool"))
     rates = []
-    for source, python, env in sources:
-        vector = "envpool" if source == "envpool" else "gymnasium"
+    for source, python, env, vector in sources:
         measured = random_policy_rate(python, env, preset.num_envs, seed, rundir, args.tfppo_dir, vector)
         rates.append({"preset": name, "seed": seed, "source": source, **measured})
         where = "EnvPool, tfppo's venv" if source == "envpool" else f"{source} venv"

@@ -59,14 +59,14 @@ class PoolVectorEnv:
                 self._pool, self._seed = self._make_pool(seeds[0]), seeds[0]
         self._fresh = False
         observation, info = self._pool.reset()
-        return _in_env_order(observation, info), {}
+        return _in_env_order(observation, _order(info)), {}
 
     def step(self, action):
         """One step of every env; ended envs are reset in the same call (their final observation
         in info["final_obs"], None elsewhere, as gymnasium's SAME_STEP autoreset gives it)."""
         observation, reward, terminated, truncated, info = self._pool.step(action)
         order = _order(info)
-        observation = _in_env_order(observation, info)
+        observation = _in_env_order(observation, order)
         if order is not None:
             reward, terminated, truncated = reward[order], terminated[order], truncated[order]
         done = np.logical_or(terminated, truncated)
@@ -95,9 +95,8 @@ def _order(info: dict) -> np.ndarray | None:
     return np.argsort(ids)
 
 
-def _in_env_order(observation: np.ndarray, info: dict) -> np.ndarray:
+def _in_env_order(observation: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     """A copy in env-id order: EnvPool returns views of its own buffers, reused by later steps."""
-    order = _order(info)
     return np.array(observation) if order is None else observation[order]
 
 
