@@ -247,7 +247,7 @@ def preset_section(name: str, summary: list, rates: list, rows: list) -> list:
         f"## {name}: {preset.env} (threshold {threshold}, {envs}, "
         f"{'/'.join(map(str, steps))} env steps per run)",
         "",
-        f"Random-policy rate (SyncVectorEnv, {envs}, random actions):",
+        f"Random-policy rate ({envs}, random actions; gymnasium's SyncVectorEnv unless the line names EnvPool):",
         "",
         *rate_lines(name, rates),
         "",
