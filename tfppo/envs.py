@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from tfppo import atari, envpool_vector, example_envs, memory_envs, observations  # noqa: F401  (they register tfppo/... envs)
+from tfppo import atari, envpool_vector, example_envs, memory_envs, observations, sync_vector  # noqa: F401  (they register tfppo/... envs)
 from tfppo.config import Config, ConfigError, call_user
 from tfppo.observations import MASK_KEY, ObservationSpec
 
@@ -411,6 +411,7 @@ def probe_spec(env_id: str, use_mask: bool = True, image_layout: str = "auto") -
 def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vector.VectorEnv:
     """num_envs copies from `source` (its factory called once per copy), auto-resetting in the
     same step (final obs in info). Every copy must have the probed env's spaces.
+    --vector_mode=sync: gymnasium's SyncVectorEnv with a leaner step (tfppo.sync_vector);
     --vector_mode=envpool: one EnvPool pool under the same contract (tfppo.envpool_vector)."""
     latency_s = config.step_latency_ms / 1000.0
 
@@ -439,7 +440,7 @@ def make_vector_env(config: Config, source: EnvSource, probed: Probe) -> gym.vec
                 "module-level function or class"
             ) from None
         return gym.vector.AsyncVectorEnv(thunks, **kwargs)
-    return gym.vector.SyncVectorEnv(thunks, **kwargs)
+    return sync_vector.LeanSyncVectorEnv(thunks)
 
 
 def _as_mask(mask) -> np.ndarray:
