@@ -112,8 +112,9 @@ PRESETS = {
             learning_rate=1e-3,
             anneal_lr=False,
         ),
-        # The zoo preset uses gSDE, which tfppo does not have: the speed ratio is taken against
-        # SB3 with the same plain Gaussian policy ("sb3"); the gSDE runs are reported alongside.
+        # The zoo preset uses gSDE; tfppo's pendulum.flags is the plain Gaussian (its gSDE preset,
+        # pendulum_gsde.flags, is not timed here): the speed ratio is taken against SB3 with the
+        # same plain Gaussian policy ("sb3"); the gSDE runs are reported alongside.
         sb3_variants=(("sb3_gsde", dict(use_sde=True, sde_sample_freq=4)), ("sb3", {})),
         tfppo_flags=("--flagfile=experiments/pendulum.flags",),
         cleanrl_script="ppo_continuous_action.py",

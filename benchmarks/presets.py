@@ -148,10 +148,11 @@ def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
     started = time.time()
     with open(log_path, "a", encoding="utf-8") as log:
         process = RUNS.start(command, log)
-        try:
-            code = process.wait()
-        finally:
-            RUNS.finish(process)
+        # Not in a `finally`: an interruption raised in this wait (the caller's main thread, as in
+        # mujoco_suite.py) must leave the run in RUNS for RUNS.stop() to signal; forgotten here,
+        # it would run on, orphaned in its own session.
+        code = process.wait()
+        RUNS.finish(process)
     if RUNS.stopping:
         raise Interrupted()
     if code != 0:
