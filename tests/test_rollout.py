@@ -107,6 +107,45 @@ class GaeTest(parameterized.TestCase):
         np.testing.assert_allclose(returns, expected + values, rtol=1e-5, atol=1e-5)
 
 
+def gae_step_by_step(rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam):
+    """compute_gae as it was written before it vectorised all but the recursion (commit 2992367):
+    one NumPy row operation after another, the golden values of the bit-for-bit test below."""
+    advantages = np.zeros_like(values, dtype=np.float32)
+    next_advantage = np.zeros_like(last_value, dtype=np.float32)
+    next_value = last_value.astype(np.float32)
+    for t in reversed(range(rewards.shape[0])):
+        bootstrap = np.where(truncated[t], truncation_values[t], next_value)
+        bootstrap = np.where(terminated[t], 0.0, bootstrap)
+        delta = rewards[t] + gamma * bootstrap - values[t]
+        episode_goes_on = ~(terminated[t] | truncated[t])
+        next_advantage = delta + gamma * lam * episode_goes_on * next_advantage
+        advantages[t] = next_advantage
+        next_value = values[t]
+    return advantages, (advantages + values).astype(np.float32)
+
+
+class GaeBitForBitTest(parameterized.TestCase):
+    """The vectorised GAE gives the step-by-step loop's float32 bits (training stays the same)."""
+
+    @parameterized.parameters(
+        (2048, 1, 0.99, 0.95), (32, 8, 0.98, 0.8), (128, 4, 0.999, 1.0), (5, 3, 0.9, 0.0)
+    )
+    def test_same_bits_as_the_step_by_step_loop(self, T, B, gamma, lam):
+        rng = np.random.default_rng(T + B)
+        rewards = rng.normal(size=(T, B)).astype(np.float32) * 10
+        values = rng.normal(size=(T, B)).astype(np.float32) * 30
+        terminated = rng.random((T, B)) < 0.02
+        truncated = rng.random((T, B)) < 0.02
+        truncation_values = rng.normal(size=(T, B)).astype(np.float32)
+        last_value = rng.normal(size=B).astype(np.float32)
+        args = (rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam)
+        expected, actual = gae_step_by_step(*args), rollout.compute_gae(*args)
+        for e, a in zip(expected, actual, strict=True):
+            self.assertEqual(a.dtype, np.float32)
+            self.assertTrue(a.flags.c_contiguous)
+            np.testing.assert_array_equal(a.view(np.uint32), e.view(np.uint32))
+
+
 def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0, store_clipped=False):
     vector_env = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP

@@ -41,17 +41,24 @@ def compute_gae(
       (advantages [T, B], returns [T, B]) float32, returns = advantages + values.
     """
     num_steps = rewards.shape[0]
-    advantages = np.zeros_like(values, dtype=np.float32)
-    next_advantage = np.zeros_like(last_value, dtype=np.float32)
-    next_value = last_value.astype(np.float32)
-    for t in reversed(range(num_steps)):
-        bootstrap = np.where(truncated[t], truncation_values[t], next_value)
-        bootstrap = np.where(terminated[t], 0.0, bootstrap)
-        delta = rewards[t] + gamma * bootstrap - values[t]
-        episode_goes_on = ~(terminated[t] | truncated[t])
-        next_advantage = delta + gamma * gae_lambda * episode_goes_on * next_advantage
-        advantages[t] = next_advantage
-        next_value = values[t]
+    # Everything but the recursion at once, element for element what a step-by-step loop does
+    # (float32 deltas; the recursion in float64, as NumPy promotes the bool-times-float factor).
+    next_values = np.concatenate([values[1:], last_value.astype(np.float32)[None]])
+    bootstrap = np.where(truncated, truncation_values, next_values)
+    bootstrap = np.where(terminated, 0.0, bootstrap)
+    delta = rewards + gamma * bootstrap - values
+    factor = gamma * gae_lambda * ~(terminated | truncated)  # [T, B] float64: 0 where an episode ends
+    # The recursion in Python floats (IEEE doubles, as NumPy's float64), one env at a time: a
+    # NumPy call per step costs ~1 us each on rows of a few envs (26 ms per Hopper update).
+    columns = np.empty(delta.shape[::-1], np.float64)
+    for env, (deltas, factors) in enumerate(zip(delta.T.tolist(), factor.T.tolist(), strict=True)):
+        column = [0.0] * num_steps
+        advantage = 0.0
+        for t in range(num_steps - 1, -1, -1):
+            advantage = deltas[t] + factors[t] * advantage
+            column[t] = advantage
+        columns[env] = column
+    advantages = np.ascontiguousarray(columns.T, dtype=np.float32)
     return advantages, (advantages + values).astype(np.float32)
 
 
