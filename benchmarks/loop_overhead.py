@@ -6,8 +6,9 @@ r"""tfppo's own cost per env step: a preset trained on a free env with the prese
 The free env returns a fixed observation (plus a small drift, so normalisation has work to do)
 and reward 1, and ends its episodes at --episode_length, at a cost of ~1-2 us a step: what the
 env loop then spends (the collect time of tfppo's summary, per env step) is tfppo's own work,
-acting, normalisation and bookkeeping, plus gymnasium's SyncVectorEnv. Set it against the real
-env's random-policy step time (benchmarks/_random_policy.py) to see how much of a collect-bound
+acting, normalisation and bookkeeping, plus the vector env's own step (gymnasium's
+SyncVectorEnv, stepped through tfppo.sync_vector). Set it against the real env's
+random-policy step time (benchmarks/_random_policy.py) to see how much of a collect-bound
 preset's time is ours. `--trees` alternates several tfppo checkouts (each run in its own
 process, `--repeats` rounds) so a change is measured against its parent on the same machine.
 """
