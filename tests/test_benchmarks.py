@@ -68,25 +68,10 @@ class PresetsInterruptTest(absltest.TestCase):
             command = [sys.executable, os.path.join(REPO, "benchmarks", "presets.py")]
             command += ["--presets=cartpole", "--seeds=0", "--parallel=1", f"--out={out}", "--"]
             command += ["--eval_episodes=0", "--checkpoint_every=2", *extra]
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-            return subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
+            return start_script(command)
 
-        first = presets("--total_timesteps=10000000")
+        interrupt_once_training(self, presets("--total_timesteps=10000000"), logdir, timeout_s=120)
         metrics = os.path.join(logdir, "metrics.jsonl")
-        deadline = time.time() + 120
-        while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
-            time.sleep(0.5)
-        self.assertTrue(os.path.exists(metrics), "training never started")
-        first.send_signal(signal.SIGTERM)
-        stdout, stderr = first.communicate(timeout=120)
-        self.assertEqual(first.returncode, 2, stderr)
-        self.assertIn("run the same command again to resume", stderr)
-        with open(logdir + ".log") as f:
-            self.assertIn("interrupted (SIGINT) at env step", f.read())  # tfppo saved on its SIGINT
-        self.assertEqual(processes_naming(logdir), [])
-
         with open(metrics) as f:
             done = [json.loads(line) for line in f]
         second = presets(f"--total_timesteps={done[-1]['global_step'] + 512}")
@@ -99,6 +84,31 @@ class PresetsInterruptTest(absltest.TestCase):
         self.assertEqual(updates, list(range(1, len(updates) + 1)))  # continued, not restarted
         self.assertTrue(os.path.exists(os.path.join(logdir, "summary.json")))
         self.assertTrue(os.path.exists(os.path.join(out, "results.md")))
+
+
+def start_script(command: list) -> subprocess.Popen:
+    """A benchmark script run from the repository, its output captured."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def interrupt_once_training(test, script: subprocess.Popen, logdir: str, timeout_s: float) -> None:
+    """SIGTERM to a benchmark script once its run in logdir has logged an update; asserts the
+    script exits 2 saying how to resume, and the run saved a checkpoint on its SIGINT and ended."""
+    metrics = os.path.join(logdir, "metrics.jsonl")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+        time.sleep(0.5)
+    test.assertTrue(os.path.exists(metrics), "training never started")
+    script.send_signal(signal.SIGTERM)
+    _, stderr = script.communicate(timeout=timeout_s)
+    test.assertEqual(script.returncode, 2, stderr)
+    test.assertIn("run the same command again to resume", stderr)
+    with open(logdir + ".log") as f:
+        test.assertIn("interrupted (SIGINT) at env step", f.read())  # tfppo saved on its SIGINT
+    test.assertEqual(processes_naming(logdir), [])
 
 
 def processes_naming(text: str) -> list[str]:
@@ -123,26 +133,7 @@ class MujocoSuiteInterruptTest(absltest.TestCase):
         logdir = os.path.join(out, "runs", "hopper_env-InvertedDoublePendulum-v5_seed0")
         command = [sys.executable, os.path.join(REPO, "benchmarks", "mujoco_suite.py")]
         command += ["--envs=InvertedDoublePendulum-v5", "--seeds=0", f"--out={out}"]
-        suite = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        metrics = os.path.join(logdir, "metrics.jsonl")
-        deadline = time.time() + 180
-        while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
-            time.sleep(0.5)
-        self.assertTrue(os.path.exists(metrics), "training never started")
-        suite.send_signal(signal.SIGTERM)
-        _, stderr = suite.communicate(timeout=180)
-        self.assertEqual(suite.returncode, 2, stderr)
-        self.assertIn("run the same command again to resume", stderr)
-        with open(logdir + ".log") as f:
-            self.assertIn("interrupted (SIGINT) at env step", f.read())
-        self.assertEqual(processes_naming(logdir), [])
+        interrupt_once_training(self, start_script(command), logdir, timeout_s=180)
 
 
 class SpeedPresetArgumentsTest(absltest.TestCase):

@@ -63,7 +63,6 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
         else:
             self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
             observations = deepcopy(self._observations) if self.copy else self._observations
-        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
         return (
             observations,
             np.copy(self._rewards),
