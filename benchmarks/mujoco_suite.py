@@ -8,7 +8,7 @@ Each (env, seed) runs `experiments/PRESET.flags --env=ENV --seed=S` (PRESET: --p
 `hopper`, CleanRL's MuJoCo defaults; no --env when ENV is the preset's own) through
 benchmarks/presets.py: one process at a time (--parallel), finished runs reused, interrupted runs
 resumed by the same command. `--specific=ENV:PRESET[:FLAGS],...` adds an env-specific preset's
-runs (FLAGS as in presets.py: `--flag=v+--flag2=w`).
+runs (FLAGS as in presets.py: `--flag=v+--flag2=w`); with `--envs=` (empty) only those run.
 
 results.md and results.json: per env and preset, every seed's final last-100 training return
 (and the deterministic evaluation), mean, std, worst; the published anchors at 1M steps and the
@@ -201,10 +201,13 @@ def write_results(rows: list, summary: list, out: str, command: str, shared: str
             f"| {s['worst_normalised']:.2f} | {', '.join(met)} |"
         )
     scores = [x for s in summary if s["preset"] == shared for x in s["normalised"]]
+    if scores:  # none when only env-specific presets ran (--envs=)
+        lines += [
+            "",
+            f"IQM of the normalised score over every env and seed of `{shared}`: **{iqm(scores):.2f}** "
+            f"({len(scores)} runs).",
+        ]
     lines += [
-        "",
-        f"IQM of the normalised score over every env and seed of `{shared}`: **{iqm(scores):.2f}** "
-        f"({len(scores)} runs).",
         "",
         "Every seed, worst first within each env and preset, with what may separate the bad seeds: "
         "sigma (mean at the end, lowest of any dimension during the run), the value loss (peak, end), "
@@ -238,7 +241,11 @@ def write_results(rows: list, summary: list, out: str, command: str, shared: str
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump({"command": command, "runs": rows, "summary": summary, "iqm": iqm(scores)}, f, indent=2)
+        json.dump(
+            {"command": command, "runs": rows, "summary": summary, "iqm": iqm(scores) if scores else None},
+            f,
+            indent=2,
+        )
     return os.path.join(out, "results.md")
 
 
@@ -264,7 +271,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.env_list = [e for e in args.envs.split(",") if e]
     unknown = [e for e in args.env_list if e not in ANCHORS]
-    if unknown or not args.env_list:
+    if unknown or not (args.env_list or args.specific):
         parser.exit(
             2, f"error: --envs: {unknown[0] if unknown else '(none)'} is not one of {', '.join(ENVS)}\n"
         )

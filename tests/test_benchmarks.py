@@ -501,10 +501,13 @@ class MujocoSuiteTest(absltest.TestCase):
     def test_env_specific_presets_take_flags(self):
         args = mujoco_suite.parse_args(["--envs=Swimmer-v5", "--specific=Swimmer-v5:hopper:--gamma=0.9999"])
         self.assertEqual(args.specific_list, [("Swimmer-v5", "hopper:--gamma=0.9999")])
+        only = mujoco_suite.parse_args(["--envs=", "--specific=Swimmer-v5:swimmer"])
+        self.assertEqual((only.env_list, only.specific_list), ([], [("Swimmer-v5", "swimmer")]))
 
     def test_bad_arguments_exit_2_with_one_line(self):
         for argv, expected in (
             (["--envs=Ant-v5"], "--envs: Ant-v5 is not one of"),
+            (["--envs="], "--envs: (none) is not one of"),
             (["--seeds=a"], "--seeds='a' must be"),
             (["--specific=Hopper-v5"], "must be ENV:PRESET"),
             (["--preset=nope"], "no experiments/nope.flags"),

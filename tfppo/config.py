@@ -66,6 +66,7 @@ class Config:
     max_episodes: int = 0  # 0: no episode limit.
     num_envs: int = 8
     vector_mode: str = "sync"
+    time_feature: bool = False  # append the episode's elapsed fraction t / T to the observation.
     eval_episodes: int = 10
     eval_every: int = 0  # env steps between periodic evaluations (0: only the final one).
     eval_every_episodes: int = 5  # deterministic episodes per periodic evaluation.
@@ -254,6 +255,10 @@ def validate(config: Config) -> None:
     _require(
         config.total_timesteps > 0 or config.max_episodes > 0,
         "--total_timesteps and --max_episodes are both 0: the run would never stop",
+    )
+    _require(
+        not (config.time_feature and config.vector_mode == "envpool"),
+        "--time_feature wraps gymnasium envs; it cannot be used with --vector_mode=envpool",
     )
     _require(
         config.eval_every_episodes >= 1,

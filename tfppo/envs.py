@@ -25,6 +25,7 @@ from tfppo.config import Config, ConfigError, call_user
 from tfppo.observations import MASK_KEY, ObservationSpec
 
 PARAMETER_MASK_KEY = "parameter_mask"
+TIME_FEATURE = "time_feature"  # EnvSource.record's key: the envs carry the time feature.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,14 +224,35 @@ class EnvSource:
     def make(self, **kwargs: Any) -> gym.Env:
         """One env; a factory that raises or returns something else is a ConfigError."""
         if not self.is_python_factory:
-            return self.factory(**kwargs)
-        env = call_user(f"the env factory {self.record['factory']}", self.factory, **kwargs)
-        if not isinstance(env, gym.Env):
-            raise ConfigError(
-                f"the env factory {self.record['factory']} returned {type(env).__name__}; "
-                "expected a gymnasium.Env"
-            )
-        return env
+            env = self.factory(**kwargs)
+        else:
+            env = call_user(f"the env factory {self.record['factory']}", self.factory, **kwargs)
+            if not isinstance(env, gym.Env):
+                raise ConfigError(
+                    f"the env factory {self.record['factory']} returned {type(env).__name__}; "
+                    "expected a gymnasium.Env"
+                )
+        return time_aware(env, self.name) if self.record.get(TIME_FEATURE) else env
+
+
+def time_aware(env: gym.Env, name: str) -> gym.Env:
+    """--time_feature: gymnasium's TimeAwareObservation with the time as t / T in [0, 1] (T: the
+    env's step limit). A Box of one axis gets it as one more entry (what rl-baselines3-zoo's
+    TimeFeatureWrapper appends, as 1 - t / T); any other observation becomes a Dict with a
+    "time" key beside the observation (a Dict's own keys, or "obs")."""
+    space = env.observation_space
+    flat = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+    try:
+        return gym.wrappers.TimeAwareObservation(env, flatten=flat, normalize_time=True)
+    except ValueError as error:  # no step limit, or a Dict that has a "time" key already
+        env.close()
+        raise ConfigError(f"--time_feature cannot wrap the env {name}: {error}") from None
+
+
+def with_time_feature(source: EnvSource) -> EnvSource:
+    """The same source with --time_feature; env.json records it, so evaluation and export of the
+    run make their envs with it too."""
+    return dataclasses.replace(source, record={**source.record, TIME_FEATURE: True})
 
 
 def source_from_id(env_id: str, env_kwargs: dict | None = None) -> EnvSource:
@@ -251,7 +273,13 @@ def source_from_factory(factory: Callable[[], gym.Env]) -> EnvSource:
 
 
 def source_of(env, config: Config) -> EnvSource:
-    """The EnvSource of `env` (None: config.env and config.env_kwargs; a str: an id; a callable)."""
+    """The EnvSource of `env` (None: config.env and config.env_kwargs; a str: an id; a callable),
+    with --time_feature where the config asks for it."""
+    source = _source_of(env, config)
+    return with_time_feature(source) if config.time_feature else source
+
+
+def _source_of(env, config: Config) -> EnvSource:
     if env is None:
         return source_from_id(config.env, config.env_kwargs_dict)
     if isinstance(env, str):
@@ -286,11 +314,14 @@ def source_from_record(record: dict | None, config: Config | None = None) -> Env
     """The EnvSource a saved run used (env.json), for a resume or an export from the command line."""
     if not record:  # A run from before env.json: its flags name the env.
         return source_from_id(config.env, config.env_kwargs_dict)
-    if "id" in record["source"]:
-        return source_from_id(record["source"]["id"], record["source"].get("kwargs"))
-    name = record["source"]["factory"]
+    saved = record["source"]
+    if "id" in saved:
+        source = source_from_id(saved["id"], saved.get("kwargs"))
+        return with_time_feature(source) if saved.get(TIME_FEATURE) else source
+    name = saved["factory"]
     try:
-        return source_from_factory(import_object(name))
+        source = source_from_factory(import_object(name))
+        return with_time_feature(source) if saved.get(TIME_FEATURE) else source
     except ConfigError as error:
         raise ConfigError(
             f"this run's env was made by the Python factory {name}: {error}; continue it from Python: "

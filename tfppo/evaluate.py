@@ -91,10 +91,12 @@ def main(argv) -> None:
         model = runtimes.open_model(FLAGS.model or FLAGS.saved_model or "")
         meta = model.metadata
         seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
-        if FLAGS.env:
-            source = envs_lib.source_from_id(FLAGS.env)
+        saved = meta.get("env_source") or {"id": meta["env"]}
+        if FLAGS.env:  # another env id, with the time feature if the model was trained with it
+            source = envs_lib.source_from_record(
+                {"source": {"id": FLAGS.env, envs_lib.TIME_FEATURE: saved.get(envs_lib.TIME_FEATURE)}}
+            )
         else:
-            saved = meta.get("env_source") or {"id": meta["env"]}
             source = envs_lib.source_from_record({"source": saved})
         env_id = source.name
         spec = envs_lib.probe(source).spec

@@ -22,6 +22,7 @@ HELP = {
     "max_episodes": "Stop after this many finished episodes (0: no episode limit; the tutorial's EP_MAX).",
     "num_envs": "Envs stepped in parallel by one vector env; one policy call serves them all.",
     "vector_mode": "sync: envs in this process (gymnasium's SyncVectorEnv with a leaner step, tfppo.sync_vector); async: one subprocess per env; envpool: EnvPool's C++ batched envs (optional package).",
+    "time_feature": "Append the episode's elapsed time t / T (T: the env's step limit) to the observation, as rl-baselines3-zoo's TimeFeatureWrapper does: truncation by the time limit becomes visible to the policy and the critic (gymnasium's TimeAwareObservation; a Box of one axis gets one more entry, other observations a 'time' key).",
     "eval_episodes": "Deterministic evaluation episodes at the end (summary.json eval_return_mean).",
     "eval_every": "Evaluate the deterministic policy every this many env steps on separate, seeded eval envs (metrics and TensorBoard eval_return_mean; the best is kept as LOGDIR/best/saved_model); 0: only at the end.",
     "eval_every_episodes": "Episodes per periodic evaluation (--eval_every); the same seeds every time, so evaluations compare.",
