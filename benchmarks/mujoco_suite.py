@@ -6,7 +6,7 @@ the published PPO returns at 1M steps.
 
 Each (env, seed) runs `experiments/PRESET.flags --env=ENV --seed=S` (PRESET: --preset, default
 `hopper`, CleanRL's MuJoCo defaults; no --env when ENV is the preset's own) through
-benchmarks/presets.py: one process at a time (--parallel), finished runs reused, interrupted runs
+benchmarks/presets.py: --parallel processes at a time (default 1), finished runs reused, interrupted runs
 resumed by the same command. `--specific=ENV:PRESET[:FLAGS],...` adds an env-specific preset's
 runs (FLAGS as in presets.py: `--flag=v+--flag2=w`); with `--envs=` (empty) only those run.
 
@@ -21,6 +21,7 @@ suite the interquartile mean (IQM, rliable's: the middle 50% of all seed-level n
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -300,20 +301,24 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     jobs = [(env, args.preset) for env in args.env_list] + args.specific_list
     signal.signal(signal.SIGTERM, presets._raise_interrupt)
-    rows = []
+
+    def run(job):
+        env, preset, seed = job
+        row = presets.run_one(preset_text(preset, env), seed, out, [])
+        return dict(row, env=env, preset=preset, **diagnostics(row["logdir"]))
+
+    pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
     try:
-        for env, preset in jobs:
-            text = preset_text(preset, env)
-            for seed in args.seed_list:
-                row = presets.run_one(text, seed, out, [])
-                rows.append(dict(row, env=env, preset=preset, **diagnostics(row["logdir"])))
+        rows = list(pool.map(run, [(env, preset, seed) for env, preset in jobs for seed in args.seed_list]))
     except (KeyboardInterrupt, presets.Interrupted):
         presets.RUNS.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
         print(
-            "error: interrupted; the run in progress saved a checkpoint; run the same command again to resume it",
+            "error: interrupted; the runs in progress saved a checkpoint; run the same command again to resume them",
             file=sys.stderr,
         )
         sys.exit(2)
+    pool.shutdown()
     randoms = {env: random_return(env, args.random_episodes) for env in dict.fromkeys(e for e, _ in jobs)}
     summary = summarise(rows, randoms)
     command = "python benchmarks/mujoco_suite.py " + " ".join(sys.argv[1:])
