@@ -173,6 +173,7 @@ class TwoWorkerRunTest(absltest.TestCase):
         return digests
 
     def test_replicas_end_identical_and_only_the_chief_writes(self):
+        # --norm_value: the return statistics (in the digest) must be those of both workers' data.
         logdir = os.path.join(make_tempdir(self), "run")
         result = run_launcher(
             [
@@ -182,6 +183,7 @@ class TwoWorkerRunTest(absltest.TestCase):
                 "--total_timesteps=1024",
                 "--num_envs=4",
                 "--eval_episodes=1",
+                "--norm_value",
             ]
         )
         digests = self.assert_one_digest(result)
@@ -192,7 +194,9 @@ class TwoWorkerRunTest(absltest.TestCase):
         # 2 workers x 4 envs x 32 steps = 256 global env steps per update.
         self.assertEqual(summary["global_step"], 1024)
         with open(os.path.join(logdir, "metrics.jsonl")) as f:
-            self.assertEqual([json.loads(line)["global_step"] for line in f], [256, 512, 768, 1024])
+            records = [json.loads(line) for line in f]
+        self.assertEqual([r["global_step"] for r in records], [256, 512, 768, 1024])
+        self.assertTrue(all(r["value_target_std"] > 0 for r in records))
 
     @pytest.mark.slow  # two more workers started: `pytest -m slow tests`
     def test_dict_observations_with_images_and_memory_train_on_two_workers(self):

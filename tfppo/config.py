@@ -89,6 +89,7 @@ class Config:
     norm_obs_clip: float = 10.0
     norm_reward: bool = False  # divide rewards by the running std of the discounted return.
     norm_reward_clip: float = 10.0
+    norm_value: bool = False  # the critic's head predicts returns normalised by their running mean and std.
     train_on_clipped_actions: bool = False  # the tutorial's bug: store the env's clipped action.
 
     # Objective.

@@ -42,6 +42,7 @@ HELP = {
     "norm_obs_clip": "Clip normalised observations to +- this.",
     "norm_reward": "Divide rewards by the running std of the discounted return (per env, reset at episode ends).",
     "norm_reward_clip": "Clip scaled rewards to +- this.",
+    "norm_value": "Value-target normalisation (PopArt's ART with preserved outputs, van Hasselt et al. 2016): the critic's last layer predicts the return normalised by the running mean and std of every return seen, the value loss is taken in those units, and each update's new statistics rescale the last layer so V(s) is unchanged by them.",
     "train_on_clipped_actions": "Tutorial parity: train on the action clipped to the Box bounds (what the env got) instead of the raw sample, which biases log-probs at the bounds.",
     "norm_adv": "Advantage normalisation: none (the tutorial), batch, or minibatch.",
     "method": "clip: clipped surrogate; kl_pen: surrogate minus lambda * KL(old || new).",

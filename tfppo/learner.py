@@ -30,6 +30,7 @@ ACTOR_METRICS = (
 )
 CRITIC_METRICS = ("value_loss", "critic_grad_norm")
 METRIC_NAMES = ACTOR_METRICS + CRITIC_METRICS
+VALUE_STD_FLOOR = 1e-2  # --norm_value: returns with less spread are scaled as if they had this much.
 
 
 def batch_signature(spec: EnvSpec, config: Config, state_size: int = 0) -> dict[str, tf.TensorSpec]:
@@ -83,7 +84,9 @@ class Learner(tf.Module):
         self.metric_names = None  # The names of the packed metric vector, set when tracing.
         # The weights the update also returns (each once, even when the torso is shared), so a
         # NumPy mirror of the networks syncs without reading every variable (tfppo.numpy_policy).
-        self.mirrored = list({id(v): v for v in actor.variables + critic.variables}.values())
+        # Float32 only: --norm_value's float64 running moments are no weight of the forward pass.
+        every = {id(v): v for v in actor.variables + critic.variables}.values()
+        self.mirrored = [v for v in every if tf.as_dtype(v.dtype) == tf.float32]
         self._splits = np.cumsum([int(np.prod(v.shape)) for v in self.mirrored])[:-1]
         self.state_size = sum(memory.state_sizes(actor, critic))
         self.compiled_update = tf.function(
@@ -231,12 +234,35 @@ class Learner(tf.Module):
     def _critic_loss(self, minibatch, value=None):
         if value is None:
             value = self.critic(minibatch["observation"], **self._memory(minibatch)[1])
-        return losses.value_loss(
-            value,
-            minibatch["return"],
-            minibatch["behavior_value"],
-            self.config.clip_value,
-        )
+        values = (value, minibatch["return"], minibatch["behavior_value"])
+        if self.config.norm_value:  # The loss (and --clip_value) in the units the head predicts.
+            values = [self.critic.normalized(v) for v in values]
+        return losses.value_loss(*values, self.config.clip_value)
+
+    def _renormalize_values(self, returns):
+        """--norm_value: adds this batch's returns (every worker's) to the running statistics and
+        rescales the value head so that V(s) = head(s) * std + mean is unchanged by the new ones
+        (PopArt's "preserving outputs precisely"). std is floored at VALUE_STD_FLOOR."""
+        critic = self.critic
+        x = tf.reshape(tf.cast(returns, tf.float64), [-1])
+        mean, variance = self.replicas.moments(x) if self.replicas.active else tf.nn.moments(x, [0])
+        count = tf.cast(tf.size(x) * self.replicas.num_workers, tf.float64)
+        old_count, old_mean, old_variance = tf.unstack(tf.identity(critic.value_moments))
+        total = old_count + count
+        delta = mean - old_mean
+        new_mean = old_mean + delta * count / total
+        new_variance = (
+            old_variance * old_count + variance * count + delta**2 * old_count * count / total
+        ) / total
+        critic.value_moments.assign(tf.stack([total, new_mean, new_variance]))
+        std = tf.cast(tf.maximum(tf.sqrt(new_variance), VALUE_STD_FLOOR), tf.float32)
+        mean32 = tf.cast(new_mean, tf.float32)
+        old_std, old_mean32 = tf.identity(critic.value_std), tf.identity(critic.value_mean)
+        kernel, bias = critic.value.kernel, critic.value.bias
+        kernel.assign(kernel * (old_std / std))
+        bias.assign((bias * old_std + old_mean32 - mean32) / std)
+        critic.value_std.assign(std)
+        critic.value_mean.assign(mean32)
 
     def _clip(self, gradients):
         if self.config.max_grad_norm > 0:
@@ -377,6 +403,8 @@ class Learner(tf.Module):
         self.actor_optimizer.learning_rate.assign(config.actor_lr * decay)
         self.critic_optimizer.learning_rate.assign(config.critic_lr * decay)
         batch = self._sequences(batch) if self.state_size else dict(batch)
+        if config.norm_value:
+            self._renormalize_values(batch["return"])
         if config.norm_adv == "batch":
             batch["advantage"] = self._normalize(batch["advantage"])
         behavior = self._behavior(batch, batch.get("mask"))
@@ -411,6 +439,9 @@ class Learner(tf.Module):
         metrics["actor_lr"] = tf.convert_to_tensor(config.actor_lr * decay, tf.float32)
         metrics["critic_lr"] = tf.convert_to_tensor(config.critic_lr * decay, tf.float32)
         metrics["clip_epsilon"] = tf.convert_to_tensor(clip_epsilon, tf.float32)
+        if config.norm_value:
+            metrics["value_target_mean"] = tf.identity(self.critic.value_mean)
+            metrics["value_target_std"] = tf.identity(self.critic.value_std)
         scale = distributions.scale_of(self.spec.action, current)
         if scale is not None:
             metrics["sigma_mean"] = tf.reduce_mean(scale)

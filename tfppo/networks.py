@@ -340,6 +340,17 @@ class Critic(keras.Model):
         self.value = keras.layers.Dense(
             1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"
         )
+        self.norm_value = config.norm_value
+        if self.norm_value:  # V(s) = head(s) * value_std + value_mean (tfppo.learner keeps them).
+            self.value_mean = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="value_mean"
+            )
+            self.value_std = self.add_weight(shape=(), initializer="ones", trainable=False, name="value_std")
+            # (count, mean, variance) of every return seen, in float64: what value_mean and
+            # value_std are read from.
+            self.value_moments = self.add_weight(
+                shape=(3,), initializer="zeros", trainable=False, dtype="float64", name="value_moments"
+            )
 
     def value_and_state(self, observation, state=None, starts=None):
         features, state = _remember(self.memory, self.torso(observation), state, starts)
@@ -347,7 +358,12 @@ class Critic(keras.Model):
 
     def value_of(self, features: tf.Tensor) -> tf.Tensor:
         """V(s) [B] from the features the torso (and memory) gave."""
-        return tf.squeeze(self.value(features), axis=-1)
+        value = tf.squeeze(self.value(features), axis=-1)
+        return value * self.value_std + self.value_mean if self.norm_value else value
+
+    def normalized(self, value: tf.Tensor) -> tf.Tensor:
+        """--norm_value: values in the units the head predicts, (V - mean) / std."""
+        return (value - self.value_mean) / self.value_std
 
     def call(self, observation: tf.Tensor, state=None, starts=None) -> tf.Tensor:
         return self.value_and_state(observation, state, starts)[0]

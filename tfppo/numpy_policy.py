@@ -257,6 +257,11 @@ class NumpyPolicy:
         self.actor_torso = _torso_mirror(self.actor.torso, weights)
         self.critic_torso = _torso_mirror(self.critic.torso, weights)
         self.value_head = [_dense(self.critic.value, weights)]
+        self.value_scale = (
+            (_read(self.critic.value_std, weights), _read(self.critic.value_mean, weights))
+            if self.critic.norm_value
+            else None
+        )
         self.actor_memory = self.critic_memory = None
         if self.recurrent:
             self.actor_memory = _MemoryMirror(self.actor.memory, weights)
@@ -339,7 +344,11 @@ class NumpyPolicy:
         return self._value(features), next_state
 
     def _value(self, features):
-        return _forward(self.value_head, features)[:, 0]
+        value = _forward(self.value_head, features)[:, 0]
+        if self.value_scale is None:
+            return value
+        std, mean = self.value_scale
+        return value * std + mean
 
     def value(self, observation: np.ndarray, state=None) -> np.ndarray:
         return self._value_and_state(observation, state)[0]
