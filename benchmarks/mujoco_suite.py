@@ -280,6 +280,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.seed_list = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.exit(2, f"error: --seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2\n")
+    if args.parallel < 1:
+        parser.exit(2, f"error: --parallel={args.parallel} must be >= 1\n")
     args.specific_list = []
     for item in (i for i in args.specific.split(",") if i):
         env, _, preset = item.partition(":")

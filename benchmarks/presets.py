@@ -270,6 +270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seed_list = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.exit(2, f"error: --seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2\n")
+    if args.parallel < 1:
+        parser.exit(2, f"error: --parallel={args.parallel} must be >= 1\n")
     return args
 
 

@@ -25,6 +25,7 @@ import _speed_presets  # noqa: E402
 import _speed_report  # noqa: E402
 import loop_overhead  # noqa: E402
 import mujoco_suite  # noqa: E402
+import presets  # noqa: E402
 import speed_vs_sb3  # noqa: E402
 
 
@@ -508,6 +509,7 @@ class MujocoSuiteTest(absltest.TestCase):
         for argv, expected in (
             (["--envs=Ant-v5"], "--envs: Ant-v5 is not one of"),
             (["--envs="], "--envs: (none) is not one of"),
+            (["--parallel=0"], "--parallel=0 must be >= 1"),
             (["--seeds=a"], "--seeds='a' must be"),
             (["--specific=Hopper-v5"], "must be ENV:PRESET"),
             (["--preset=nope"], "no experiments/nope.flags"),
@@ -519,6 +521,13 @@ class MujocoSuiteTest(absltest.TestCase):
             self.assertEqual(raised.exception.code, 2)
             self.assertIn(expected, err.getvalue())
             self.assertEqual(err.getvalue().count("\n"), 1)
+
+    def test_presets_refuses_no_parallel_runs(self):
+        err = io.StringIO()
+        with self.assertRaises(SystemExit) as raised, contextlib.redirect_stderr(err):
+            presets.parse_args(["--presets=cartpole", "--parallel=0"])
+        self.assertEqual(raised.exception.code, 2)
+        self.assertEqual(err.getvalue(), "error: --parallel=0 must be >= 1\n")
 
 
 if __name__ == "__main__":
