@@ -21,11 +21,9 @@ suite the interquartile mean (IQM, rliable's: the middle 50% of all seed-level n
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import math
 import os
-import signal
 import sys
 
 import numpy as np
@@ -276,12 +274,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.exit(
             2, f"error: --envs: {unknown[0] if unknown else '(none)'} is not one of {', '.join(ENVS)}\n"
         )
-    try:
-        args.seed_list = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.exit(2, f"error: --seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2\n")
-    if args.parallel < 1:
-        parser.exit(2, f"error: --parallel={args.parallel} must be >= 1\n")
+    presets.check_seeds_and_parallel(parser, args)
     args.specific_list = []
     for item in (i for i in args.specific.split(",") if i):
         env, _, preset = item.partition(":")
@@ -302,25 +295,14 @@ def main() -> None:
     out = os.path.join(REPO, args.out)
     os.makedirs(out, exist_ok=True)
     jobs = [(env, args.preset) for env in args.env_list] + args.specific_list
-    signal.signal(signal.SIGTERM, presets._raise_interrupt)
 
     def run(job):
         env, preset, seed = job
         row = presets.run_one(preset_text(preset, env), seed, out, [])
         return dict(row, env=env, preset=preset, **diagnostics(row["logdir"]))
 
-    pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
-    try:
-        rows = list(pool.map(run, [(env, preset, seed) for env, preset in jobs for seed in args.seed_list]))
-    except (KeyboardInterrupt, presets.Interrupted):
-        presets.RUNS.stop()
-        pool.shutdown(wait=True, cancel_futures=True)
-        print(
-            "error: interrupted; the runs in progress saved a checkpoint; run the same command again to resume them",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    pool.shutdown()
+    runs = [(env, preset, seed) for env, preset in jobs for seed in args.seed_list]
+    rows = presets.run_all(run, runs, args.parallel)
     randoms = {env: random_return(env, args.random_episodes) for env in dict.fromkeys(e for e, _ in jobs)}
     summary = summarise(rows, randoms)
     command = "python benchmarks/mujoco_suite.py " + " ".join(sys.argv[1:])

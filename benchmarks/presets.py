@@ -266,26 +266,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [p for p in names if not os.path.isfile(os.path.join(REPO, "experiments", f"{p}.flags"))]
     if unknown:
         parser.exit(2, f"error: no experiments/{unknown[0]}.flags\n")
+    check_seeds_and_parallel(parser, args)
+    return args
+
+
+def check_seeds_and_parallel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """args.seed_list from --seeds; exit 2 with one line for a bad --seeds or --parallel < 1."""
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.exit(2, f"error: --seeds={args.seeds!r} must be comma separated integers, e.g. 0,1,2\n")
     if args.parallel < 1:
         parser.exit(2, f"error: --parallel={args.parallel} must be >= 1\n")
-    return args
 
 
-def main() -> None:
-    args = parse_args()
-    presets, seeds = args.presets.split(","), args.seed_list
-    names = [parse_preset(p)[0] for p in presets]
-    out = os.path.join(REPO, args.out)
-    os.makedirs(out, exist_ok=True)
-    jobs = [(p, s) for p in presets for s in seeds]
+def run_all(run, jobs: list, parallel: int) -> list:
+    """[run(job) for job in jobs], `parallel` at a time; SIGTERM or Ctrl-C stops the runs in
+    progress (each saves a checkpoint) and exits 2 saying the same command resumes them."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
+    pool = concurrent.futures.ThreadPoolExecutor(parallel)
     try:
-        rows = list(pool.map(lambda job: run_one(job[0], job[1], out, args.extra), jobs))
+        rows = list(pool.map(run, jobs))
     except (KeyboardInterrupt, Interrupted):
         RUNS.stop()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -296,6 +297,17 @@ def main() -> None:
         )
         sys.exit(2)
     pool.shutdown()
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    presets, seeds = args.presets.split(","), args.seed_list
+    names = [parse_preset(p)[0] for p in presets]
+    out = os.path.join(REPO, args.out)
+    os.makedirs(out, exist_ok=True)
+    jobs = [(p, s) for p in presets for s in seeds]
+    rows = run_all(lambda job: run_one(job[0], job[1], out, args.extra), jobs, args.parallel)
     command = "python benchmarks/presets.py " + " ".join(sys.argv[1:])
     print(open(write_table(rows, out, command)).read())
     labels = [parse_preset(p)[1] for p in presets]

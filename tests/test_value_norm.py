@@ -64,9 +64,8 @@ class StatisticsTest(tf.test.TestCase):
         self.assertNotAllClose(loss, plain)
 
     def test_off_by_default(self):
-        _, critic, _, learner = make(BOX, SMALL)
-        self.assertFalse(hasattr(critic, "value_mean"))
         _, critic, policy, learner = make(BOX, SMALL)
+        self.assertFalse(hasattr(critic, "value_mean"))
         metrics, _ = learner.update(random_batch(BOX, SMALL, policy, 0), 0.0)
         self.assertNotIn("value_target_std", metrics)
 

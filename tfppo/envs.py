@@ -317,16 +317,16 @@ def source_from_record(record: dict | None, config: Config | None = None) -> Env
     saved = record["source"]
     if "id" in saved:
         source = source_from_id(saved["id"], saved.get("kwargs"))
-        return with_time_feature(source) if saved.get(TIME_FEATURE) else source
-    name = saved["factory"]
-    try:
-        source = source_from_factory(import_object(name))
-        return with_time_feature(source) if saved.get(TIME_FEATURE) else source
-    except ConfigError as error:
-        raise ConfigError(
-            f"this run's env was made by the Python factory {name}: {error}; continue it from Python: "
-            "tfppo.train(config, env=FACTORY, logdir=...)"
-        ) from None
+    else:
+        name = saved["factory"]
+        try:
+            source = source_from_factory(import_object(name))
+        except ConfigError as error:
+            raise ConfigError(
+                f"this run's env was made by the Python factory {name}: {error}; continue it from Python: "
+                "tfppo.train(config, env=FACTORY, logdir=...)"
+            ) from None
+    return with_time_feature(source) if saved.get(TIME_FEATURE) else source
 
 
 def spec_to_dict(spec: EnvSpec) -> dict:

@@ -93,9 +93,9 @@ def main(argv) -> None:
         seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
         saved = meta.get("env_source") or {"id": meta["env"]}
         if FLAGS.env:  # another env id, with the time feature if the model was trained with it
-            source = envs_lib.source_from_record(
-                {"source": {"id": FLAGS.env, envs_lib.TIME_FEATURE: saved.get(envs_lib.TIME_FEATURE)}}
-            )
+            source = envs_lib.source_from_id(FLAGS.env)
+            if saved.get(envs_lib.TIME_FEATURE):
+                source = envs_lib.with_time_feature(source)
         else:
             source = envs_lib.source_from_record({"source": saved})
         env_id = source.name

@@ -346,8 +346,9 @@ class Critic(keras.Model):
                 shape=(), initializer="zeros", trainable=False, name="value_mean"
             )
             self.value_std = self.add_weight(shape=(), initializer="ones", trainable=False, name="value_std")
-            # (count, mean, variance) of every return seen, in float64: what value_mean and
-            # value_std are read from.
+            # (count, mean, variance) of every return seen, in float64; value_mean and value_std
+            # are its float32 copies (set with it, in one place: Learner._renormalize_values), so
+            # the forward pass does no cast or square root.
             self.value_moments = self.add_weight(
                 shape=(3,), initializer="zeros", trainable=False, dtype="float64", name="value_moments"
             )
