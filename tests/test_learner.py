@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 from tfppo import learner as learner_lib
 from tfppo import networks
@@ -130,6 +131,32 @@ class LearnerTest(tf.test.TestCase):
         (expected, expected_weights), (got, got_weights) = plain.update(batch, 0.0), xla.update(batch, 0.0)
         self.assertNotAllClose(actor.get_weights()[0], initial)  # the update trained
         for name in ("policy_loss", "value_loss", "entropy", "kl", "actor_grad_norm"):
+            self.assertAllClose(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+        self.assertAllClose(list(got_weights.values()), list(expected_weights.values()), rtol=1e-4, atol=1e-6)
+
+    def test_single_threaded_update_runs_on_that_executor_and_matches_the_default_one(self):
+        # --single_threaded_update only changes the executor: the compiled update is called with
+        # TF's single-threaded executor selected, and gives the default's metrics and weights up
+        # to float rounding (minibatches, so the inner loop runs on it too).
+        actor, critic, policy, plain = make(BOX, SMALL)
+        inline_actor, inline_critic, _, inline = make(
+            BOX, dataclasses.replace(SMALL, single_threaded_update=True)
+        )
+        inline_actor.set_weights(actor.get_weights())
+        inline_critic.set_weights(critic.get_weights())
+        seen, compiled = [], inline.compiled_update
+
+        def spy(*args):
+            seen.append(context.context().function_call_options.executor_type)
+            return compiled(*args)
+
+        inline.compiled_update = spy
+        batch, initial = random_batch(BOX, SMALL, policy, 0), actor.get_weights()[0]
+        (expected, expected_weights), (got, got_weights) = plain.update(batch, 0.0), inline.update(batch, 0.0)
+        self.assertEqual(seen, ["SINGLE_THREADED_EXECUTOR"])
+        self.assertFalse(context.context().function_call_options.executor_type)  # restored
+        self.assertNotAllClose(actor.get_weights()[0], initial)  # the update trained
+        for name in ("policy_loss", "value_loss", "entropy", "kl", "actor_grad_norm", "clip_fraction"):
             self.assertAllClose(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
         self.assertAllClose(list(got_weights.values()), list(expected_weights.values()), rtol=1e-4, atol=1e-6)
 

@@ -29,6 +29,7 @@ HELP = {
     "checkpoint_every": "Save a checkpoint every this many updates (and always at the end).",
     "use_mask": "Apply the env's invalid-action mask (info['action_mask'] or a Dict observation key) when sampling and training; false ignores it.",
     "jit_compile": "Compile the whole update with XLA: faster per update where TensorFlow's per-op overhead dominates (a recurrent update: docs/recurrent.md), after a longer first trace; results differ from the default in the last bits.",
+    "single_threaded_update": "Run the compiled update on TensorFlow's single-threaded executor: every kernel inline on the calling thread, none scheduled through the inter-op thread pool. Faster where the per-op overhead dominates (small MLPs; the CartPole and Pendulum presets: benchmarks/README_speed.md); results differ from the default in the last bits; slower for large convolutions, which lose their intra-op threads.",
     "intra_op_threads": "TensorFlow threads inside one op. 1 (default) was measured 26% faster per CartPole update than TF's default on 2 cores: small matmuls lose more to thread hand-offs than they gain; 0 keeps TF's default (try it for large networks).",
     "step_latency_ms": "Add this many milliseconds to every env step (a stand-in for an expensive simulator, for scaling benchmarks; 0: off).",
     "policy_backend": "Acting: numpy (a NumPy copy of the networks, synced after every update; fast) or tf (one compiled call per step).",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 from tfppo import distributions, losses, memory, networks
 from tfppo.config import Config
@@ -89,6 +90,8 @@ class Learner(tf.Module):
         self.mirrored = [v for v in every if tf.as_dtype(v.dtype) == tf.float32]
         self._splits = np.cumsum([int(np.prod(v.shape)) for v in self.mirrored])[:-1]
         self.state_size = sum(memory.state_sizes(actor, critic))
+        # --single_threaded_update: the executor the update's graph runs on (None: TF's default).
+        self._executor = "SINGLE_THREADED_EXECUTOR" if config.single_threaded_update else None
         self.compiled_update = tf.function(
             self._packed_update,
             input_signature=[batch_signature(spec, config, self.state_size), tf.TensorSpec((), tf.float32)],
@@ -102,7 +105,8 @@ class Learner(tf.Module):
         Returns (metrics, weights): weights maps id(variable) to its value after the update, for
         every variable of actor and critic (what a NumPy mirror syncs from without reading them).
         """
-        values = self.compiled_update(batch, tf.constant(progress, tf.float32)).numpy()
+        with context.function_executor_type(self._executor):
+            values = self.compiled_update(batch, tf.constant(progress, tf.float32)).numpy()
         count = len(self.metric_names)
         parts = np.split(values[count:], self._splits)
         weights = {id(v): p.reshape(v.shape) for v, p in zip(self.mirrored, parts, strict=True)}
