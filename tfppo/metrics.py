@@ -14,6 +14,7 @@ import time
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+from tensorflow.python.ops import gen_summary_ops
 from tqdm import tqdm
 
 from tfppo import rundir
@@ -78,11 +79,8 @@ class MetricsLogger:
         log_every_s: float = 10.0,
         stream=None,
     ):
-        # The default writer of this thread for the run (entering `as_default` per record
-        # would flush the event file every update); it flushes every 5 s and on close.
+        # The run's event file, flushed every 5 s and on close; written by `write` alone.
         self.writer = tf.summary.create_file_writer(logdir, flush_millis=5000)
-        self._writer_context = self.writer.as_default()
-        self._writer_context.__enter__()
         self.jsonl = open(rundir.path(logdir, rundir.METRICS_FILE), "a", encoding="utf-8")
         episodes_path = rundir.path(logdir, rundir.EPISODES_FILE)
         new_file = not os.path.exists(episodes_path)
@@ -119,7 +117,11 @@ class MetricsLogger:
                 if name not in SKIP and value is not None and math.isfinite(value)
             ]
         )
-        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(record["global_step"]))
+        # The raw op on this writer: tf.summary.experimental.write_raw_pb would first evaluate
+        # should_record_summaries() eagerly, ~0.25 ms an update (3% of a CartPole run).
+        gen_summary_ops.write_raw_proto_summary(
+            self.writer._resource, int(record["global_step"]), summary.SerializeToString()
+        )
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         self.episodes_csv.flush()
@@ -162,7 +164,6 @@ class MetricsLogger:
             self.last_line = 0.0
             self._show(final)
         self.progress.close()
-        self._writer_context.__exit__(None, None, None)  # flushes; the previous default returns
-        self.writer.close()
+        self.writer.close()  # flushes
         self.jsonl.close()
         self.episodes_csv.close()
