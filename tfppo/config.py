@@ -74,7 +74,7 @@ class Config:
     use_mask: bool = True  # apply the env's invalid-action mask (False: to see what it buys).
     intra_op_threads: int = 1  # TF threads per op; 1 measured fastest for small networks (0: TF's default).
     jit_compile: bool = False  # XLA-compile the whole update (measured: docs/recurrent.md).
-    single_threaded_update: bool = False  # the update's kernels inline on TF's single-threaded executor.
+    single_threaded_update: bool = False  # the update's kernels inline (TF's single-threaded executor).
     step_latency_ms: float = 0.0  # benchmarks: every env step also sleeps this long (a slow simulator).
     policy_backend: str = "numpy"  # acting: a NumPy mirror of the networks, or compiled TF.
     deterministic: bool = True  # TF op determinism: same seed, same numbers.
