@@ -118,7 +118,8 @@ class MetricsLogger:
             ]
         )
         # The raw op on this writer: tf.summary.experimental.write_raw_pb would first evaluate
-        # should_record_summaries() eagerly, ~0.25 ms an update (3% of a CartPole run).
+        # should_record_summaries() eagerly (CartPole's logging: 0.48-0.53 ms an update with it,
+        # 0.39-0.46 ms without; benchmarks/README_speed.md).
         gen_summary_ops.write_raw_proto_summary(
             self.writer._resource, int(record["global_step"]), summary.SerializeToString()
         )
