@@ -39,6 +39,15 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
     def test_heavy_preset_runs_one_whole_update(self, path):
         self.run_one_update(config_from_flagfile(path))
 
+    def test_gsde_presets_are_their_base_preset_with_the_zoos_gsde_flags(self):
+        # docs/mujoco.md reports swimmer_gsde's seeds from runs of swimmer.flags with these flags.
+        gsde = {"sigma": "gsde", "sde_sample_freq": 4, "gsde_full_std": True, "sigma_min": 1e-6}
+        for preset, base in (("swimmer_gsde", "swimmer"), ("pendulum_gsde", "pendulum")):
+            expected = config_from_flagfile(os.path.join(REPO, "experiments", f"{base}.flags"), **gsde)
+            got = config_from_flagfile(os.path.join(REPO, "experiments", f"{preset}.flags"))
+            self.assertEqual(got, dataclasses.replace(expected, sigma_init=got.sigma_init), msg=preset)
+            self.assertEqual(got.sigma_init, 1.0, msg=preset)
+
     def run_one_update(self, config):
         one_update = dataclasses.replace(
             config, total_timesteps=config.batch_size, max_episodes=0, eval_episodes=0
