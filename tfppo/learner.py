@@ -10,6 +10,8 @@ Shapes: N batch (num_steps * num_envs), M minibatch, D observation dim, A action
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import context
@@ -105,7 +107,9 @@ class Learner(tf.Module):
         Returns (metrics, weights): weights maps id(variable) to its value after the update, for
         every variable of actor and critic (what a NumPy mirror syncs from without reading them).
         """
-        with context.function_executor_type(self._executor):
+        # The default executor needs no scope (entering one copies TF's call options every update).
+        scope = context.function_executor_type(self._executor) if self._executor else contextlib.nullcontext()
+        with scope:
             values = self.compiled_update(batch, tf.constant(progress, tf.float32)).numpy()
         count = len(self.metric_names)
         parts = np.split(values[count:], self._splits)
