@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
@@ -136,3 +137,81 @@ class MaskedCategoricalTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class InitializationTest(tf.test.TestCase):
+    """--dense_init=torch draws every Dense and Conv2D layer tfppo builds as PyTorch does."""
+
+    def _layers(self, model):
+        return [
+            layer
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
+        ]
+
+    def test_torch_init_is_uniform_over_one_over_sqrt_fan_in(self):
+        config = Config(
+            env="x", hidden_sizes=(256, 256), activation="relu", ortho_init=False, dense_init="torch"
+        )
+        tf.keras.utils.set_random_seed(3)
+        actor, critic = networks.build(BOX, config)
+        layers = self._layers(actor) + self._layers(critic)
+        # torso 3 -> 256 -> 256 and the head 256 -> 2, twice.
+        self.assertEqual(
+            sorted(tuple(layer.kernel.shape) for layer in layers),
+            sorted([(3, 256), (256, 256), (256, 2), (3, 256), (256, 256), (256, 1)]),
+        )
+        for layer in layers:
+            bound = 1.0 / math.sqrt(layer.kernel.shape[0])
+            for weights in (layer.kernel.numpy(), layer.bias.numpy()):
+                self.assertLessEqual(np.abs(weights).max(), bound, msg=layer.name)
+                if weights.size >= 256:  # U(-b, b): std b / sqrt(3), the range nearly reached.
+                    self.assertAllClose(weights.std(), bound / math.sqrt(3), rtol=0.15, msg=layer.name)
+                    self.assertGreater(np.abs(weights).max(), 0.9 * bound, msg=layer.name)
+
+    def test_glorot_default_keeps_zero_biases_and_torch_changes_them(self):
+        glorot = Config(env="x", hidden_sizes=(64,), ortho_init=False)
+        torch = Config(env="x", hidden_sizes=(64,), ortho_init=False, dense_init="torch")
+        for config, zero_bias in ((glorot, True), (torch, False)):
+            tf.keras.utils.set_random_seed(0)
+            actor, _ = networks.build(BOX, config)
+            dense = self._layers(actor)[0]
+            self.assertEqual(np.all(dense.bias.numpy() == 0), zero_bias)
+            bound = math.sqrt(6 / (3 + 64)) if zero_bias else 1 / math.sqrt(3)
+            self.assertLessEqual(np.abs(dense.kernel.numpy()).max(), bound)
+
+    def test_same_seed_same_weights(self):
+        config = Config(env="x", hidden_sizes=(16,), ortho_init=False, dense_init="torch")
+        weights = []
+        for _ in range(2):
+            tf.keras.utils.set_random_seed(5)
+            actor, critic = networks.build(BOX, config)
+            weights.append([v.numpy() for v in actor.variables + critic.variables])
+        for first, second in zip(*weights, strict=True):
+            self.assertAllEqual(first, second)
+
+    def test_conv_fan_in_and_state_dependent_scale_bias(self):
+        from tfppo import observations
+
+        config = Config(env="x", ortho_init=False, dense_init="torch", cnn="small")
+        component = observations.Component("", "image", (10, 10, 4), "uint8")
+        tf.keras.utils.set_random_seed(1)
+        net = networks.make_cnn(component, config, "cnn")
+        net(tf.zeros((1, 10, 10, 4)))
+        conv = net.layers[0]
+        bound = 1 / math.sqrt(3 * 3 * 4)
+        self.assertLessEqual(np.abs(conv.kernel.numpy()).max(), bound)
+        self.assertGreater(np.abs(conv.kernel.numpy()).max(), 0.9 * bound)
+        self.assertLessEqual(np.abs(conv.bias.numpy()).max(), bound)
+        self.assertGreater(np.abs(conv.bias.numpy()).max(), 0.0)
+        # A state-dependent sigma's head keeps its constant bias (the softplus inverse of sigma_init).
+        actor, _ = networks.build(
+            BOX, Config(env="x", sigma="state_dependent", ortho_init=False, dense_init="torch")
+        )
+        self.assertAllClose(actor.head.scale_head.bias, np.full(2, math.log(math.expm1(1.0 - 1e-3))))
+
+    def test_torch_with_orthogonal_init_is_an_error(self):
+        from tfppo.config import ConfigError
+
+        with self.assertRaisesRegex(ConfigError, "--dense_init=torch .* add --noortho_init"):
+            Config(env="x", dense_init="torch")

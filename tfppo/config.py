@@ -23,6 +23,7 @@ CNNS = ("auto", "nature", "small", "flatten")
 HYBRID_RATIOS = ("joint", "per_head")
 RATIOS = ("log_prob", "prob_eps")
 RECURRENT = ("none", "lstm", "gru")
+DENSE_INITS = ("glorot", "torch")
 # Seeds derived from --seed (per env, worker and resumed update) stay well inside int64 and
 # TensorFlow's int32 stateless seeds.
 MAX_SEED = 2**31 - 1
@@ -134,6 +135,10 @@ class Config:
     squash_mean: bool = False  # loc = tanh(x) scaled to the Box bounds (the tutorial's 2*tanh).
     shared_torso: bool = False  # one torso for actor and critic, trained with one optimizer.
     ortho_init: bool = True  # orthogonal weights, gain sqrt(2); 0.01 on the actor's last layer.
+    # Without ortho_init: "glorot" (Keras' Glorot uniform kernels, zero biases) or "torch"
+    # (PyTorch's nn.Linear / nn.Conv2d default, kernels and biases U(+-1/sqrt(fan_in)): what SB3
+    # and the rl-baselines3-zoo presets with ortho_init=False start from).
+    dense_init: str = "glorot"
     # Image observations (Box of rank 3): "auto" takes a first axis <= 4 that is smaller than the
     # last for channels (CHW, transposed in the graph), else HWC.
     image_layout: str = "auto"
@@ -238,6 +243,11 @@ def validate(config: Config) -> None:
     _choice("policy_backend", config.policy_backend, POLICY_BACKENDS)
     _choice("image_layout", config.image_layout, IMAGE_LAYOUTS)
     _choice("cnn", config.cnn, CNNS)
+    _choice("dense_init", config.dense_init, DENSE_INITS)
+    _require(
+        config.dense_init == "glorot" or not config.ortho_init,
+        f"--dense_init={config.dense_init} is the initialisation without orthogonal init; add --noortho_init",
+    )
     _choice("hybrid_ratio", config.hybrid_ratio, HYBRID_RATIOS)
     _choice("ratio", config.ratio, RATIOS)
     _choice("recurrent", config.recurrent, RECURRENT)

@@ -81,6 +81,8 @@ HELP = {
     "sigma_min": "Floor added to sigma so it never collapses to 0.",
     "squash_mean": "Box actions: mean = tanh scaled to the bounds (the tutorial's 2 * tanh on Pendulum).",
     "ortho_init": "Orthogonal initialisation (gain sqrt 2; 0.01 on the actor's last layer, 1 on the critic's).",
+    "dense_init": "The Dense and Conv2D initialisation without --ortho_init: glorot (Keras' Glorot uniform, zero "
+    "biases) or torch (PyTorch's default: kernels and biases U(+-1/sqrt(fan_in)), as SB3 with ortho_init=False).",
     "image_layout": "Image observations: channel axis last (hwc) or first (chw, transposed in the graph); auto: "
     "first axis <= 4 and smaller than the last means chw.",
     "cnn": "Image encoder before the MLP: nature (CleanRL ppo_atari's 3 convolutions), small (MinAtar's one "
@@ -108,6 +110,7 @@ _CHOICES = {
     "image_layout": config_lib.IMAGE_LAYOUTS,
     "cnn": config_lib.CNNS,
     "recurrent": config_lib.RECURRENT,
+    "dense_init": config_lib.DENSE_INITS,
 }
 
 

@@ -20,24 +20,51 @@ from tfppo.numpy_policy import GSDE_EPSILON
 from tfppo.observations import Component, ObservationSpec
 
 
-def _initializer(ortho: bool, gain: float) -> keras.initializers.Initializer:
-    if ortho:
-        return keras.initializers.Orthogonal(gain=gain)
-    return keras.initializers.GlorotUniform()
+class _TorchUniform:
+    """PyTorch's default initialisation of nn.Linear and nn.Conv2d, for one layer: kernel and
+    bias both U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)). Keras
+    builds a layer's kernel before its bias, so the bias takes the fan-in the kernel's shape
+    gave; the draws come from Keras' seeded global generator, as its own initializers'."""
+
+    def __init__(self):
+        self.fan_in = None
+
+    def _uniform(self, shape, dtype):
+        bound = 1.0 / math.sqrt(self.fan_in)
+        return keras.initializers.RandomUniform(-bound, bound)(shape, dtype=dtype)
+
+    def kernel(self, shape, dtype=None):
+        self.fan_in = int(np.prod(shape[:-1]))  # Dense [in, out]; Conv2D [h, w, in, out].
+        return self._uniform(shape, dtype)
+
+    def bias(self, shape, dtype=None):
+        if self.fan_in is None:
+            raise RuntimeError("the torch bias initialiser ran before its layer's kernel")
+        return self._uniform(shape, dtype)
 
 
-def make_torso(hidden_sizes: Sequence[int], activation: str, ortho_init: bool, name: str) -> keras.Sequential:
-    """An MLP [B, D] -> [B, hidden_sizes[-1]] (no sizes: the identity, for a memory that reads
-    the observation itself)."""
+def initializers(config: Config, gain: float) -> dict:
+    """The kernel_initializer and bias_initializer keyword arguments of a Dense or Conv2D layer
+    that tfppo builds: orthogonal with `gain` (--ortho_init), else Keras' Glorot uniform with
+    zero biases (--dense_init=glorot) or PyTorch's default (--dense_init=torch, what SB3's
+    presets with ortho_init=False start from). A fresh pair per layer."""
+    if config.ortho_init:
+        return {"kernel_initializer": keras.initializers.Orthogonal(gain=gain)}
+    if config.dense_init == "torch":
+        torch = _TorchUniform()
+        return {"kernel_initializer": torch.kernel, "bias_initializer": torch.bias}
+    return {"kernel_initializer": keras.initializers.GlorotUniform()}
+
+
+def make_torso(hidden_sizes: Sequence[int], config: Config, name: str) -> keras.Sequential:
+    """An MLP [B, D] -> [B, hidden_sizes[-1]] with config's activation and initialisation (no
+    sizes: the identity, for a memory that reads the observation itself)."""
     if not hidden_sizes:
         return keras.Sequential([keras.layers.Identity(name="identity")], name=name)
-    gain = math.sqrt(2.0) if ortho_init else 1.0
+    gain = math.sqrt(2.0) if config.ortho_init else 1.0
     layers = [
         keras.layers.Dense(
-            size,
-            activation=activation,
-            kernel_initializer=_initializer(ortho_init, gain),
-            name=f"dense_{i}",
+            size, activation=config.activation, **initializers(config, gain), name=f"dense_{i}"
         )
         for i, size in enumerate(hidden_sizes)
     ]
@@ -67,7 +94,7 @@ def make_cnn(component: Component, config: Config, name: str) -> keras.Sequentia
             kernel,
             strides=stride,
             activation="relu",
-            kernel_initializer=_initializer(config.ortho_init, gain),
+            **initializers(config, gain),
             name=f"conv_{i}",
         )
         for i, (filters, kernel, stride) in enumerate(shapes)
@@ -158,11 +185,9 @@ class ObservationTorso(keras.layers.Layer):
 class CategoricalHead(keras.layers.Layer):
     """features [B, H] -> {"logits": [B, A]}."""
 
-    def __init__(self, num_actions: int, ortho_init: bool, **kwargs):
+    def __init__(self, num_actions: int, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.logits = keras.layers.Dense(
-            num_actions, kernel_initializer=_initializer(ortho_init, 0.01), name="logits"
-        )
+        self.logits = keras.layers.Dense(num_actions, **initializers(config, 0.01), name="logits")
 
     def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"logits": self.logits(features)}
@@ -190,9 +215,7 @@ class GaussianHead(keras.layers.Layer):
         self.sigma_min = config.sigma_min
         self.squash_mean = config.squash_mean
         dim = spec.dim
-        self.loc = keras.layers.Dense(
-            dim, kernel_initializer=_initializer(config.ortho_init, 0.01), name="loc"
-        )
+        self.loc = keras.layers.Dense(dim, **initializers(config, 0.01), name="loc")
         low, high = spec.low, spec.high
         if self.squash_mean and not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ConfigError(f"--squash_mean needs finite Box bounds, got low={low} high={high}")
@@ -210,8 +233,10 @@ class GaussianHead(keras.layers.Layer):
             softplus_inverse = math.log(math.expm1(raw_init))
             self.scale_head = keras.layers.Dense(
                 dim,
-                kernel_initializer=_initializer(config.ortho_init, 0.01),
-                bias_initializer=keras.initializers.Constant(softplus_inverse),
+                **{
+                    **initializers(config, 0.01),
+                    "bias_initializer": keras.initializers.Constant(softplus_inverse),
+                },
                 name="scale",
             )
 
@@ -254,7 +279,7 @@ class HybridHead(keras.layers.Layer):
 
     def __init__(self, spec: ActionSpec, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.action_type = CategoricalHead(spec.num_actions, config.ortho_init, name="action_type")
+        self.action_type = CategoricalHead(spec.num_actions, config, name="action_type")
         self.parameters = GaussianHead(spec, config, name="parameters")
 
     def call(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -263,11 +288,11 @@ class HybridHead(keras.layers.Layer):
 
 def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
     if spec.kind == "discrete":
-        return CategoricalHead(spec.num_actions, config.ortho_init, name="head")
+        return CategoricalHead(spec.num_actions, config, name="head")
     if spec.kind == "multi_discrete":
-        return CategoricalHead(sum(spec.nvec), config.ortho_init, name="head")
+        return CategoricalHead(sum(spec.nvec), config, name="head")
     if spec.kind == "binary":  # one logit per bit
-        return CategoricalHead(spec.num_actions, config.ortho_init, name="head")
+        return CategoricalHead(spec.num_actions, config, name="head")
     if spec.kind == "hybrid":
         return HybridHead(spec, config, name="head")
     return GaussianHead(spec, config, name="head")
@@ -275,7 +300,7 @@ def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
 
 def default_torso(spec: ObservationSpec, config: Config, sizes: Sequence[int]) -> keras.Layer:
     """The MLP of `sizes`; for observations other than one vector, behind their encoders."""
-    mlp = make_torso(sizes, config.activation, config.ortho_init, "torso" if spec.is_vector else "mlp")
+    mlp = make_torso(sizes, config, "torso" if spec.is_vector else "mlp")
     return mlp if spec.is_vector else ObservationTorso(spec, mlp, config, name="torso")
 
 
@@ -337,9 +362,7 @@ class Critic(keras.Model):
         super().__init__(**kwargs)
         self.torso = torso or default_torso(spec.observation, config, config.critic_sizes)
         self.memory = memory
-        self.value = keras.layers.Dense(
-            1, kernel_initializer=_initializer(config.ortho_init, 1.0), name="value"
-        )
+        self.value = keras.layers.Dense(1, **initializers(config, 1.0), name="value")
         self.norm_value = config.norm_value
         if self.norm_value:  # V(s) = head(s) * value_std + value_mean (tfppo.learner keeps them).
             self.value_mean = self.add_weight(
@@ -418,7 +441,7 @@ def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, crit
         if config.recurrent == "none":
             return None
         sizes = config.rnn_hidden_sizes
-        after = make_torso(sizes, config.activation, config.ortho_init, "after") if sizes else None
+        after = make_torso(sizes, config, "after") if sizes else None
         return Memory(config.recurrent, config.rnn_units, after, name=name)
 
     actor = Actor(spec, config, actor_torso, memory("memory"), name="actor")
