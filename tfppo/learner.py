@@ -378,10 +378,12 @@ class Learner(tf.Module):
             if num_minibatches == 1:  # The whole batch: no shuffle, no inner loop (~40 us an epoch).
                 sums += step(self._minibatch(batch, None), train_actor, train_critic)
             else:
-                permutation = self._permutation()
+                # One row of indices per minibatch: a row has the static shape [size], so every
+                # tensor of the step does and the gradient needs no shape arithmetic at run time.
+                permutation = tf.reshape(self._permutation(), [num_minibatches, size])
 
                 def minibatch_body(i, sums):
-                    indices = permutation[i * size : (i + 1) * size]
+                    indices = permutation[i]
                     return i + 1, sums + step(self._minibatch(batch, indices), train_actor, train_critic)
 
                 _, sums = tf.while_loop(
