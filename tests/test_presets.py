@@ -47,6 +47,13 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
             got = config_from_flagfile(os.path.join(REPO, "experiments", f"{preset}.flags"))
             self.assertEqual(got, expected, msg=preset)
 
+    def test_halfcheetah_sb3_is_the_zoo_preset_with_sb3s_clipping_and_init(self):
+        # docs/mujoco.md reports its seeds from runs of halfcheetah.flags with these flags.
+        sb3 = {"joint_grad_norm": True, "vf_coef": 0.58096, "dense_init": "torch"}
+        expected = config_from_flagfile(os.path.join(REPO, "experiments", "halfcheetah.flags"), **sb3)
+        got = config_from_flagfile(os.path.join(REPO, "experiments", "halfcheetah_sb3.flags"))
+        self.assertEqual(got, expected)
+
     def run_one_update(self, config):
         one_update = dataclasses.replace(
             config, total_timesteps=config.batch_size, max_episodes=0, eval_episodes=0
