@@ -59,6 +59,40 @@ class TimeBreakdownTest(absltest.TestCase):
         self.assertGreater(rows["first update (tracing, graph optimisation)"][0], 0.0)
 
 
+class UpdateTimeTest(absltest.TestCase):
+    def test_trees_alternate_and_bad_input_is_one_line(self):
+        script = os.path.join(REPO, "benchmarks", "update_time.py")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+        def run(*args):
+            return subprocess.run(
+                [sys.executable, script, *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        result = run("--preset=cartpole", "--updates=2", f"--trees={REPO},{REPO}", "--rounds=1")
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        lines = result.stdout.splitlines()
+        self.assertLen([line for line in lines if line.startswith("round 1 ")], 2)
+        medians = [
+            float(re.search(r": ([0-9.]+) ms", line).group(1)) for line in lines if line.startswith("median")
+        ]
+        self.assertLen(medians, 2)
+        self.assertTrue(all(m > 0 for m in medians))
+        for args, message in (
+            (["--preset=nope"], "--preset=nope"),
+            (["--preset=minatar_breakout"], "takes vector"),
+            (["--updates=0"], "--updates=0"),
+        ):
+            result = run(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn(message, result.stderr.strip().splitlines()[-1])
+
+
 class PresetsInterruptTest(absltest.TestCase):
     @pytest.mark.slow
     def test_sigterm_checkpoints_the_runs_and_the_same_command_resumes_them(self):
