@@ -70,7 +70,7 @@ def measure(tree: str, preset: str, updates: int) -> float:
     return (time.perf_counter() - start) / updates * 1000.0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -80,6 +80,11 @@ def main(argv=None) -> int:
         "--trees", default="", help="comma-separated source trees to alternate (default: this one)"
     )
     parser.add_argument("--rounds", type=int, default=3, help="runs per tree with --trees")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.updates < 1 or args.rounds < 1:
         parser.error(f"--updates={args.updates} and --rounds={args.rounds} must be >= 1")

@@ -154,6 +154,7 @@ class DocCommandsTest(absltest.TestCase):
         import speed_vs_sb3  # noqa: PLC0415
         import tabular_optimum  # noqa: PLC0415
         import time_breakdown  # noqa: PLC0415
+        import update_time  # noqa: PLC0415
         import vector_modes  # noqa: PLC0415
 
         variants = 0
@@ -177,6 +178,8 @@ class DocCommandsTest(absltest.TestCase):
             elif argv[0] == "benchmarks/time_breakdown.py":  # Run for real in test_benchmarks.py.
                 args = time_breakdown.build_parser().parse_args(argv[1:])
                 texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
+            elif argv[0] == "benchmarks/update_time.py":  # Run for real in test_benchmarks.py.
+                texts = [update_time.build_parser().parse_args(argv[1:]).preset]
             elif argv[0] in (
                 "benchmarks/loop_overhead.py",
                 "benchmarks/scaling.py",
