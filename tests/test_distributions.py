@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfppo import distributions, networks
-from tfppo.config import Config
+from tfppo import distributions, networks, observations
+from tfppo.config import Config, ConfigError
 from tfppo.envs import ActionSpec, EnvSpec
 
 BOX = EnvSpec(
@@ -191,8 +191,6 @@ class InitializationTest(tf.test.TestCase):
             self.assertAllEqual(first, second)
 
     def test_conv_fan_in_and_state_dependent_scale_bias(self):
-        from tfppo import observations
-
         config = Config(env="x", ortho_init=False, dense_init="torch", cnn="small")
         component = observations.Component("", "image", (10, 10, 4), "uint8")
         tf.keras.utils.set_random_seed(1)
@@ -211,7 +209,5 @@ class InitializationTest(tf.test.TestCase):
         self.assertAllClose(actor.head.scale_head.bias, np.full(2, math.log(math.expm1(1.0 - 1e-3))))
 
     def test_torch_with_orthogonal_init_is_an_error(self):
-        from tfppo.config import ConfigError
-
         with self.assertRaisesRegex(ConfigError, "--dense_init=torch .* add --noortho_init"):
             Config(env="x", dense_init="torch")

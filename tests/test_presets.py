@@ -39,20 +39,19 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
     def test_heavy_preset_runs_one_whole_update(self, path):
         self.run_one_update(config_from_flagfile(path))
 
-    def test_gsde_presets_are_their_base_preset_with_the_zoos_gsde_flags(self):
-        # docs/mujoco.md reports swimmer_gsde's seeds from runs of swimmer.flags with these flags.
+    def test_derived_presets_are_their_base_preset_with_exactly_these_flags(self):
+        # docs/mujoco.md reports swimmer_gsde's and halfcheetah_sb3's seeds from runs of the base
+        # flagfile with these flags.
         gsde = {"sigma": "gsde", "sde_sample_freq": 4, "gsde_full_std": True, "sigma_min": 1e-6}
-        for preset, base in (("swimmer_gsde", "swimmer"), ("pendulum_gsde", "pendulum")):
-            expected = config_from_flagfile(os.path.join(REPO, "experiments", f"{base}.flags"), **gsde)
+        sb3 = {"joint_grad_norm": True, "vf_coef": 0.58096, "dense_init": "torch"}
+        for preset, base, flags in (
+            ("swimmer_gsde", "swimmer", gsde),
+            ("pendulum_gsde", "pendulum", gsde),
+            ("halfcheetah_sb3", "halfcheetah", sb3),
+        ):
+            expected = config_from_flagfile(os.path.join(REPO, "experiments", f"{base}.flags"), **flags)
             got = config_from_flagfile(os.path.join(REPO, "experiments", f"{preset}.flags"))
             self.assertEqual(got, expected, msg=preset)
-
-    def test_halfcheetah_sb3_is_the_zoo_preset_with_sb3s_clipping_and_init(self):
-        # docs/mujoco.md reports its seeds from runs of halfcheetah.flags with these flags.
-        sb3 = {"joint_grad_norm": True, "vf_coef": 0.58096, "dense_init": "torch"}
-        expected = config_from_flagfile(os.path.join(REPO, "experiments", "halfcheetah.flags"), **sb3)
-        got = config_from_flagfile(os.path.join(REPO, "experiments", "halfcheetah_sb3.flags"))
-        self.assertEqual(got, expected)
 
     def run_one_update(self, config):
         one_update = dataclasses.replace(

@@ -233,10 +233,8 @@ class GaussianHead(keras.layers.Layer):
             softplus_inverse = math.log(math.expm1(raw_init))
             self.scale_head = keras.layers.Dense(
                 dim,
-                **{
-                    **initializers(config, 0.01),
-                    "bias_initializer": keras.initializers.Constant(softplus_inverse),
-                },
+                **initializers(config, 0.01)
+                | {"bias_initializer": keras.initializers.Constant(softplus_inverse)},
                 name="scale",
             )
 
