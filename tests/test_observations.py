@@ -196,6 +196,87 @@ class EncoderTest(tf.test.TestCase):
         )  # 40x40: nature
 
 
+def bfloat16_kernels(graph_def) -> set:
+    """The ops of a GraphDef (and its functions) that compute on bfloat16 tensors."""
+    from tensorflow.core.framework import types_pb2
+
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return {n.op for n in nodes if any(v.type == types_pb2.DT_BFLOAT16 for v in n.attr.values())}
+
+
+class ComputeDtypeTest(tf.test.TestCase):
+    """--compute_dtype=bfloat16: tfppo's torso layers compute in bfloat16 on float32 weights;
+    heads, losses and exports compute in float32."""
+
+    def build(self, compute_dtype):
+        env = fake_envs.DictObservationEnv()  # a CNN, a vector and a one-hot behind one MLP
+        spec = envs_lib.env_spec(env.observation_space, env.action_space, False)
+        tf.keras.utils.set_random_seed(0)
+        config = Config(hidden_sizes=(16,), activation="relu", compute_dtype=compute_dtype)
+        actor, critic = networks.build(spec, config)
+        rows = [env.reset(seed=s)[0] for s in range(4)]
+        stored = spec.observation.pack({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+        return spec, actor, critic, stored
+
+    def outputs(self, actor, critic, stored):
+        return {**actor.params(stored), "value": critic(stored)}
+
+    def test_torso_in_bfloat16_on_the_same_float32_weights(self):
+        spec, actor, critic, stored = self.build("bfloat16")
+        _, actor32, critic32, _ = self.build("float32")
+        variables, variables32 = actor.variables + critic.variables, actor32.variables + critic32.variables
+        self.assertEqual(len(variables), len(variables32))
+        for variable, variable32 in zip(variables, variables32, strict=True):
+            self.assertEqual(variable.dtype, "float32", msg=variable.path)
+            self.assertAllEqual(variable, variable32, msg=variable.path)
+        signature = tf.TensorSpec((None,) + spec.observation_shape, spec.observation_dtype)
+        graph = tf.function(actor.params).get_concrete_function(signature).graph.as_graph_def()
+        self.assertContainsSubset({"Conv2D", "MatMul"}, bfloat16_kernels(graph))
+        got, expected = self.outputs(actor, critic, stored), self.outputs(actor32, critic32, stored)
+        for key, value in got.items():
+            self.assertEqual(value.dtype, tf.float32, msg=key)
+            # bfloat16 keeps 8 bits of mantissa: close to float32, not equal to it.
+            self.assertAllClose(value, expected[key], rtol=0.05, atol=0.02, msg=key)
+            self.assertNotAllEqual(value, expected[key], msg=key)
+        # What export traces: float32 throughout, the float32 networks' outputs to the bit.
+        with networks.float32_compute(actor, critic):
+            graph = tf.function(actor.params).get_concrete_function(signature).graph.as_graph_def()
+            self.assertEqual(bfloat16_kernels(graph), set())
+            for key, value in self.outputs(actor, critic, stored).items():
+                self.assertAllEqual(value, expected[key], msg=key)
+        for key, value in self.outputs(actor, critic, stored).items():  # bfloat16 again after
+            self.assertAllEqual(value, got[key], msg=key)
+
+    def test_training_acts_in_tf_trains_in_bfloat16_and_exports_float32(self):
+        config = dataclasses.replace(TINY, env="tests.fake_envs:ImageSide-v0", compute_dtype="bfloat16")
+        with redirect_stdout(io.StringIO()) as out:
+            run = trainer.Trainer(config, os.path.join(make_tempdir(self), "run"))
+            summary = run.train()
+        self.assertIn("acting with the compiled TF policy", out.getvalue())
+        self.assertNotIsInstance(run.policy, numpy_policy.NumpyPolicy)
+        update = run.learner.compiled_update.get_concrete_function().graph.as_graph_def()
+        self.assertContainsSubset({"Conv2D", "Conv2DBackpropFilter"}, bfloat16_kernels(update))
+        self.assertEqual(summary["global_step"], 128)
+        path = run.export(os.path.join(make_tempdir(self), "policy"))
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            model = saved_model_pb2.SavedModel.FromString(f.read())
+        self.assertEqual(bfloat16_kernels(model.meta_graphs[0].graph_def), set())
+        # The export acts as the trained networks do in float32, and they train in bfloat16 again.
+        observation = run.rollout.observation[0]
+        feed = observations.export_feed(run.spec.observation, observation)
+        exported = tf.saved_model.load(path).signatures["action"](**feed)["action"]
+        with networks.float32_compute(run.actor, run.critic):
+            expected = distributions.mode(run.spec.action, run.actor(observation))
+        self.assertAllEqual(exported, expected)
+        self.assertEqual(run.actor.torso.body.layers[0].compute_dtype, "bfloat16")
+
+    def test_unknown_dtype_is_an_error(self):
+        with self.assertRaisesRegex(ConfigError, "compute_dtype"):
+            Config(compute_dtype="float16")
+
+
 class MultiBinaryActionTest(tf.test.TestCase):
     def test_log_prob_entropy_and_mode_are_sums_over_bits(self):
         logits = tf.constant([[0.5, -1.0, 2.0]])

@@ -24,6 +24,7 @@ HYBRID_RATIOS = ("joint", "per_head")
 RATIOS = ("log_prob", "prob_eps")
 RECURRENT = ("none", "lstm", "gru")
 DENSE_INITS = ("glorot", "torch")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # Seeds derived from --seed (per env, worker and resumed update) stay well inside int64 and
 # TensorFlow's int32 stateless seeds.
 MAX_SEED = 2**31 - 1
@@ -75,6 +76,9 @@ class Config:
     use_mask: bool = True  # apply the env's invalid-action mask (False: to see what it buys).
     intra_op_threads: int = 1  # TF threads per op; 1 measured fastest for small networks (0: TF's default).
     jit_compile: bool = False  # XLA-compile the whole update (measured: docs/recurrent.md).
+    # The dtype tfppo's own torso layers (CNN and MLP) compute in; weights, heads, losses and
+    # optimizer stay float32, and exports compute in float32 (measured: docs/atari.md).
+    compute_dtype: str = "float32"
     single_threaded_update: bool = False  # the update's kernels inline (TF's single-threaded executor).
     step_latency_ms: float = 0.0  # benchmarks: every env step also sleeps this long (a slow simulator).
     policy_backend: str = "numpy"  # acting: a NumPy mirror of the networks, or compiled TF.
@@ -244,6 +248,7 @@ def validate(config: Config) -> None:
     _choice("image_layout", config.image_layout, IMAGE_LAYOUTS)
     _choice("cnn", config.cnn, CNNS)
     _choice("dense_init", config.dense_init, DENSE_INITS)
+    _choice("compute_dtype", config.compute_dtype, COMPUTE_DTYPES)
     _require(
         config.dense_init == "glorot" or not config.ortho_init,
         f"--dense_init={config.dense_init} is the initialisation without orthogonal init; add --noortho_init",

@@ -36,7 +36,7 @@ import tempfile
 
 import tensorflow as tf
 
-from tfppo import distributions, memory
+from tfppo import distributions, memory, networks
 from tfppo.envs import EnvSpec
 from tfppo.observations import ObservationSpec, export_inputs
 
@@ -305,7 +305,9 @@ def export(actor, critic, spec: EnvSpec, meta: dict, path: str, normalization=No
     """
     if os.path.exists(path) and os.listdir(path):
         raise FileExistsError(f"{path} already exists; export writes only to a new directory")
-    with tempfile.TemporaryDirectory() as asset_dir:
+    # --compute_dtype=bfloat16 trains the torso in bfloat16; the SavedModel computes in float32
+    # (its weights are float32), so it runs on any CPU and converts to TFLite and ONNX.
+    with tempfile.TemporaryDirectory() as asset_dir, networks.float32_compute(actor, critic):
         module = ExportedPolicy(actor, critic, spec, meta, asset_dir, normalization)
         names = SIGNATURES + (("initial_state",) if module.state_size else ())
         signatures = {name: getattr(module, name).get_concrete_function() for name in names}

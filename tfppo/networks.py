@@ -5,6 +5,7 @@ Shapes: B batch, D observation dim, A action dim (or number of discrete actions)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -64,7 +65,10 @@ def make_torso(hidden_sizes: Sequence[int], config: Config, name: str) -> keras.
     gain = math.sqrt(2.0) if config.ortho_init else 1.0
     layers = [
         keras.layers.Dense(
-            size, activation=config.activation, **initializers(config, gain), name=f"dense_{i}"
+            size,
+            activation=config.activation,
+            **initializers(config, gain),
+            name=f"dense_{i}",
         )
         for i, size in enumerate(hidden_sizes)
     ]
@@ -179,7 +183,10 @@ class ObservationTorso(keras.layers.Layer):
             return self.body(_structure(self.spec, parts))
         for index in self.image_encoders:
             parts[index] = getattr(self, f"cnn_{index}")(parts[index])
-        return self.body(parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1))
+        if len(parts) == 1:
+            return self.body(parts[0])
+        # --compute_dtype=bfloat16: a CNN's bfloat16 features beside float32 vectors.
+        return self.body(tf.concat([tf.cast(part, tf.float32) for part in parts], axis=-1))
 
 
 class CategoricalHead(keras.layers.Layer):
@@ -302,6 +309,44 @@ def default_torso(spec: ObservationSpec, config: Config, sizes: Sequence[int]) -
     return mlp if spec.is_vector else ObservationTorso(spec, mlp, config, name="torso")
 
 
+def _float32(features: tf.Tensor) -> tf.Tensor:
+    """A torso's features as float32 for memory and heads (--compute_dtype=bfloat16 computes
+    them in bfloat16; a float32 tensor passes through, no op added)."""
+    return tf.cast(features, tf.float32)
+
+
+def _compute_in(models, policy: str) -> list:
+    """Sets the Keras dtype policy of tfppo's torso layers in `models` (Actor, Critic: the
+    layers make_torso and make_cnn built, none of a user's torso); returns (layer, old policy)
+    for every layer it changed."""
+    torsos = [model.torso for model in models if model.default_torso]
+    layers = {id(layer): layer for torso in torsos for layer in _torso_layers(torso)}.values()
+    changed = [(layer, layer.dtype_policy) for layer in layers if layer.dtype_policy.name != policy]
+    for layer, _ in changed:
+        layer.dtype_policy = policy
+    return changed
+
+
+def _torso_layers(torso) -> list:
+    if isinstance(torso, ObservationTorso):
+        cnns = [getattr(torso, f"cnn_{index}") for index in torso.image_encoders]
+        return [layer for cnn in cnns for layer in cnn.layers] + _torso_layers(torso.body)
+    return list(torso.layers) if isinstance(torso, keras.Sequential) else []
+
+
+@contextlib.contextmanager
+def float32_compute(*models):
+    """Inside, the torso layers of `models` compute in float32 whatever --compute_dtype says:
+    what export traces, so a SavedModel runs on any CPU and converts to TFLite and ONNX (the
+    weights are float32 either way)."""
+    changed = _compute_in(models, "float32")
+    try:
+        yield
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
+
+
 def _remember(memory: Memory | None, features, state, starts):
     """The torso's features through the memory and the MLP after it: (features, next state).
     state None: no memory; starts None: one step of B envs; else sequences (Memory.sequence)."""
@@ -327,6 +372,7 @@ class Actor(keras.Model):
         super().__init__(**kwargs)
         self.action_spec = spec.action
         self.kind = spec.action.kind
+        self.default_torso = torso is None  # tfppo's layers (float32_compute switches them)
         self.torso = torso or default_torso(spec.observation, config, config.hidden_sizes)
         self.memory = memory
         self.head = make_head(spec.action, config)
@@ -334,7 +380,7 @@ class Actor(keras.Model):
     def features(self, observation, state=None, starts=None):
         """(what the head reads: torso, memory and the MLP after it; the next state or None).
         With --shared_torso the critic's value head reads the same features."""
-        return _remember(self.memory, self.torso(observation), state, starts)
+        return _remember(self.memory, _float32(self.torso(observation)), state, starts)
 
     def params_and_state(self, observation, state=None, starts=None):
         """(the distribution's parameters, each [B, width]; the next recurrent state or None)."""
@@ -358,6 +404,7 @@ class Critic(keras.Model):
         self, spec: EnvSpec, config: Config, torso: keras.Layer | None = None, memory=None, **kwargs
     ):
         super().__init__(**kwargs)
+        self.default_torso = torso is None
         self.torso = torso or default_torso(spec.observation, config, config.critic_sizes)
         self.memory = memory
         self.value = keras.layers.Dense(1, **initializers(config, 1.0), name="value")
@@ -375,7 +422,7 @@ class Critic(keras.Model):
             )
 
     def value_and_state(self, observation, state=None, starts=None):
-        features, state = _remember(self.memory, self.torso(observation), state, starts)
+        features, state = _remember(self.memory, _float32(self.torso(observation)), state, starts)
         return self.value_of(features), state
 
     def value_of(self, features: tf.Tensor) -> tf.Tensor:
@@ -454,4 +501,9 @@ def build(spec: EnvSpec, config: Config, torso: TorsoBuilder | None = None, crit
     actor_state, critic_state = split_state(tf.zeros([1, sum(state_sizes(actor, critic))]), actor, critic)
     actor.params(dummy, actor_state)
     critic(dummy, critic_state)
+    if config.compute_dtype == "bfloat16":
+        # Set after building: a Keras Sequential built on a bfloat16 first layer would cast its
+        # input to bfloat16 for good (its InputLayer keeps that dtype), even in a float32 export.
+        # Built in float32, each layer casts its own inputs, which float32_compute can undo.
+        _compute_in((actor, critic), "mixed_bfloat16")
     return actor, critic
