@@ -22,8 +22,21 @@ LABELS = {
     "tfagents": "TF-Agents PPOClipAgent",
     "tfppo": "tfppo",
     "tfppo_envpool": "tfppo --vector_mode=envpool",
+    "tfppo_bf16": "tfppo --compute_dtype=bfloat16",
 }
-LIBRARY_ORDER = ("sb3_gsde", "sb3", "sb3_recurrent", "cleanrl", "tfagents", "tfppo", "tfppo_envpool")
+LIBRARY_ORDER = (
+    "sb3_gsde",
+    "sb3",
+    "sb3_recurrent",
+    "cleanrl",
+    "tfagents",
+    "tfppo",
+    "tfppo_envpool",
+    "tfppo_bf16",
+)
+# tfppo's extra runs with one flag more (speed_vs_sb3.py --envpool, --bf16): library -> the key
+# of their ratios against each peer.
+VARIANTS = {"tfppo_envpool": "envpool", "tfppo_bf16": "bf16"}
 # Which random-policy measurement a library is set against: CleanRL steps gymnasium 0.29 in
 # its own venv; the others step gymnasium 1.x envs like tfppo's.
 # tfppo's EnvPool run is set against EnvPool's own rate (speed_vs_sb3.py --envpool).
@@ -134,8 +147,9 @@ def library_summary(preset: str, library: str, rows: list, rates: list) -> dict:
         entry["tfppo_ratio"] = ratios(preset, rows, library)
         entry["tfppo_time_ratio"] = time_ratios(preset, rows, library)
     if not library.startswith("tfppo"):
-        entry["envpool_ratio"] = ratios(preset, rows, library, ours="tfppo_envpool")
-        entry["envpool_time_ratio"] = time_ratios(preset, rows, library, ours="tfppo_envpool")
+        for ours, key in VARIANTS.items():
+            entry[f"{key}_ratio"] = ratios(preset, rows, library, ours=ours)
+            entry[f"{key}_time_ratio"] = time_ratios(preset, rows, library, ours=ours)
     return entry
 
 
@@ -152,7 +166,7 @@ def summarise(presets: list, rows: list, rates: list) -> list:
 def target_checks(summary: list) -> list:
     """One check per (preset, peer with a target) and per random-share target, with its verdict."""
     checks = []
-    for ours, key in (("tfppo", "tfppo"), ("tfppo_envpool", "envpool")):
+    for ours, key in (("tfppo", "tfppo"), *VARIANTS.items()):
         for entry in summary:
             goal = target(entry["library"], entry["preset"])
             if goal is None or not entry.get(f"{key}_ratio"):

@@ -405,6 +405,20 @@ class SpeedPeerOutputsTest(absltest.TestCase):
         self.assertEqual((envpool_vs_sb3["speed"], envpool_vs_sb3["speed_min"]), (5.5, 2.0))
         self.assertTrue(envpool_vs_sb3["time_met"])  # seed 0 only: 10.0
 
+    def test_bf16_run_is_set_against_the_peers_and_the_same_random_rate(self):
+        """speed_vs_sb3.py --bf16: tfppo's bfloat16 run gets its own ratio rows and target checks,
+        its share of the same random-policy rate as tfppo's."""
+        rows = self.rows()
+        rows.append(dict(rows[2], library="tfppo_bf16", sps=12000.0, reached_s=1.0))
+        rates = [{"preset": "cartpole", "seed": 0, "source": "main", "rate": 24000.0}]
+        summary = {e["library"]: e for e in _speed_report.summarise(["cartpole"], rows, rates)}
+        self.assertEqual(list(summary), ["sb3", "cleanrl", "tfppo", "tfppo_bf16"])
+        self.assertEqual(summary["tfppo_bf16"]["fraction_of_random"], 0.5)
+        self.assertEqual(summary["sb3"]["bf16_ratio"], [12.0])
+        checks = {c["what"]: c for c in _speed_report.target_checks(list(summary.values()))}
+        self.assertEqual(checks["tfppo --compute_dtype=bfloat16 / SB3 PPO"]["speed"], 12.0)
+        self.assertEqual(checks["tfppo / SB3 PPO"]["speed"], 5.0)  # unchanged by the variant
+
     def test_results_files(self):
         out = make_tempdir(self)
         meta = {
