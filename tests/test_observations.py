@@ -375,14 +375,19 @@ class ConvertTest(tf.test.TestCase):
 class LearningTest(tf.test.TestCase):
     def test_image_and_dict_policies_learn(self):
         # ImageSide: optimum 8, random 4; DictObservation: optimum 8, random ~2.7 (mask: ~4).
-        for env_id, threshold in (
-            ("tests.fake_envs:ImageSide-v0", 7.5),
-            ("tests.fake_envs:DictObservation-v0", 7.5),
+        # The torso in bfloat16 (--compute_dtype) learns them too.
+        for env_id, threshold, compute_dtype in (
+            ("tests.fake_envs:ImageSide-v0", 7.5, "float32"),
+            ("tests.fake_envs:DictObservation-v0", 7.5, "float32"),
+            ("tests.fake_envs:ImageSide-v0", 7.5, "bfloat16"),
+            ("tests.fake_envs:DictObservation-v0", 7.5, "bfloat16"),
         ):
-            config = tfppo.Config(env=env_id, total_timesteps=4096, eval_episodes=5, seed=1)
+            config = tfppo.Config(
+                env=env_id, total_timesteps=4096, eval_episodes=5, seed=1, compute_dtype=compute_dtype
+            )
             with redirect_stdout(io.StringIO()):
                 summary = tfppo.train(config, logdir=os.path.join(make_tempdir(self), "run"))
-            self.assertGreaterEqual(summary["eval_return_mean"], threshold, msg=env_id)
+            self.assertGreaterEqual(summary["eval_return_mean"], threshold, msg=(env_id, compute_dtype))
 
 
 class EpisodeStatisticsTest(tf.test.TestCase):
