@@ -65,10 +65,7 @@ def make_torso(hidden_sizes: Sequence[int], config: Config, name: str) -> keras.
     gain = math.sqrt(2.0) if config.ortho_init else 1.0
     layers = [
         keras.layers.Dense(
-            size,
-            activation=config.activation,
-            **initializers(config, gain),
-            name=f"dense_{i}",
+            size, activation=config.activation, **initializers(config, gain), name=f"dense_{i}"
         )
         for i, size in enumerate(hidden_sizes)
     ]
@@ -328,6 +325,7 @@ def _compute_in(models, policy: str) -> list:
 
 
 def _torso_layers(torso) -> list:
+    """The layers of a default torso: its CNNs' and its MLP's."""
     if isinstance(torso, ObservationTorso):
         cnns = [getattr(torso, f"cnn_{index}") for index in torso.image_encoders]
         return [layer for cnn in cnns for layer in cnn.layers] + _torso_layers(torso.body)
