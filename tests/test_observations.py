@@ -229,6 +229,9 @@ class ComputeDtypeTest(tf.test.TestCase):
         for variable, variable32 in zip(variables, variables32, strict=True):
             self.assertEqual(variable.dtype, "float32", msg=variable.path)
             self.assertAllEqual(variable, variable32, msg=variable.path)
+        # The NumPy acting mirror computes in float32: it names the layers it cannot follow.
+        self.assertIn("Conv2D in bfloat16", numpy_policy.unsupported_layers(actor, critic))
+        self.assertEqual(numpy_policy.unsupported_layers(actor32, critic32), [])
         signature = tf.TensorSpec((None,) + spec.observation_shape, spec.observation_dtype)
         graph = tf.function(actor.params).get_concrete_function(signature).graph.as_graph_def()
         self.assertContainsSubset({"Conv2D", "MatMul"}, bfloat16_kernels(graph))

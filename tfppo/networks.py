@@ -306,12 +306,6 @@ def default_torso(spec: ObservationSpec, config: Config, sizes: Sequence[int]) -
     return mlp if spec.is_vector else ObservationTorso(spec, mlp, config, name="torso")
 
 
-def _float32(features: tf.Tensor) -> tf.Tensor:
-    """A torso's features as float32 for memory and heads (--compute_dtype=bfloat16 computes
-    them in bfloat16; a float32 tensor passes through, no op added)."""
-    return tf.cast(features, tf.float32)
-
-
 def _compute_in(models, policy: str) -> list:
     """Sets the Keras dtype policy of tfppo's torso layers in `models` (Actor, Critic: the
     layers make_torso and make_cnn built, none of a user's torso); returns (layer, old policy)
@@ -348,6 +342,9 @@ def float32_compute(*models):
 def _remember(memory: Memory | None, features, state, starts):
     """The torso's features through the memory and the MLP after it: (features, next state).
     state None: no memory; starts None: one step of B envs; else sequences (Memory.sequence)."""
+    # --compute_dtype=bfloat16 computes the torso in bfloat16; memory and heads take float32
+    # (a float32 tensor passes through tf.cast unchanged, no op added).
+    features = tf.cast(features, tf.float32)
     if memory is None:
         return features, state
     if starts is None:
@@ -378,7 +375,7 @@ class Actor(keras.Model):
     def features(self, observation, state=None, starts=None):
         """(what the head reads: torso, memory and the MLP after it; the next state or None).
         With --shared_torso the critic's value head reads the same features."""
-        return _remember(self.memory, _float32(self.torso(observation)), state, starts)
+        return _remember(self.memory, self.torso(observation), state, starts)
 
     def params_and_state(self, observation, state=None, starts=None):
         """(the distribution's parameters, each [B, width]; the next recurrent state or None)."""
@@ -420,7 +417,7 @@ class Critic(keras.Model):
             )
 
     def value_and_state(self, observation, state=None, starts=None):
-        features, state = _remember(self.memory, _float32(self.torso(observation)), state, starts)
+        features, state = _remember(self.memory, self.torso(observation), state, starts)
         return self.value_of(features), state
 
     def value_of(self, features: tf.Tensor) -> tf.Tensor:

@@ -41,7 +41,8 @@ def unsupported_layers(actor, critic) -> list[str]:
 
     The mirror follows keras.Sequential torsos of Dense layers with the activations above (the
     MLP tfppo builds, or a custom torso of the same form), and tfppo's ObservationTorso of any
-    observation kind: its decoding, its CNNs (valid-padded Conv2D + Flatten) and that MLP.
+    observation kind: its decoding, its CNNs (valid-padded Conv2D + Flatten) and that MLP, all
+    computing in float32 (not under --compute_dtype=bfloat16).
     """
     import keras
 
@@ -55,7 +56,9 @@ def unsupported_layers(actor, critic) -> list[str]:
                 continue
             for index in torso.image_encoders:
                 for layer in getattr(torso, f"cnn_{index}").layers:
-                    if type(layer) is keras.layers.Conv2D:
+                    if layer.compute_dtype != "float32":  # --compute_dtype: the mirror is float32
+                        found.append(f"{type(layer).__name__} in {layer.compute_dtype}")
+                    elif type(layer) is keras.layers.Conv2D:
                         if layer.padding != "valid" or layer.activation.__name__ not in _ACTIVATIONS:
                             found.append("Conv2D")
                     elif type(layer) is not keras.layers.Flatten:
@@ -66,9 +69,11 @@ def unsupported_layers(actor, critic) -> list[str]:
             continue
         for layer in torso.layers:
             name = getattr(getattr(layer, "activation", None), "__name__", None)
-            if type(layer) is keras.layers.Identity:
+            if layer.compute_dtype != "float32":
+                found.append(f"{type(layer).__name__} in {layer.compute_dtype}")
+            elif type(layer) is keras.layers.Identity:
                 continue
-            if type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
+            elif type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
                 found.append(type(layer).__name__)
     return sorted(set(found))
 

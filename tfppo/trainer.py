@@ -191,14 +191,6 @@ class Trainer:
         """The NumPy mirror where it can follow the networks (the fast path), else the compiled policy."""
         if self.config.policy_backend != "numpy":
             return self.tf_policy
-        if self.config.compute_dtype != "float32":
-            if self.is_chief:
-                print(
-                    f"tfppo: acting with the compiled TF policy: the NumPy mirror computes in float32, "
-                    f"the torso trains in {self.config.compute_dtype} (--compute_dtype)",
-                    flush=True,
-                )
-            return self.tf_policy
         unsupported = unsupported_layers(self.actor, self.critic)
         if unsupported:
             if self.is_chief:
