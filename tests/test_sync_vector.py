@@ -77,6 +77,35 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
         reference.close()
         lean.close()
 
+    def test_observations_that_are_not_arrays_of_the_row_shape(self):
+        # A floating Box's rows are assigned as they arrive; a list is stacked as gymnasium does,
+        # and a wrong shape still fails as gymnasium's np.stack does (no silent broadcast).
+        class Loose(gym.Env):
+            observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+            action_space = gym.spaces.Discrete(2)
+
+            def __init__(self, shape):
+                self.shape = shape
+
+            def reset(self, seed=None, options=None):
+                return np.zeros(3, np.float32), {}
+
+            def step(self, action):
+                if self.shape is None:
+                    return [0.25, 0.5, float(action)], 1.0, False, False, {}
+                return np.full(self.shape, 0.5), 1.0, False, False, {}
+
+        listed = LeanSyncVectorEnv([lambda: Loose(None), lambda: Loose((3,))])
+        listed.reset(seed=0)
+        observation = listed.step(np.array([1, 0]))[0]
+        np.testing.assert_array_equal(observation, [[0.25, 0.5, 1.0], [0.5, 0.5, 0.5]])
+        self.assertEqual(observation.dtype, np.float32)
+        for make in (gym.vector.SyncVectorEnv, LeanSyncVectorEnv):
+            wrong = make([lambda: Loose((3,)), lambda: Loose((1,))])
+            wrong.reset(seed=0)
+            with self.assertRaises(ValueError, msg=make.__name__):
+                wrong.step(np.array([0, 0]))
+
     def test_leaves_out_the_keys_training_does_not_read(self):
         lean = LeanSyncVectorEnv([envs_lib.source_from_id("Hopper-v5").make])
         lean.reset(seed=0)

@@ -32,12 +32,26 @@ class RunningMeanStd:
         self.count = 1e-4  # a tiny prior count, as in Stable-Baselines3 and CleanRL
 
     def update(self, batch: np.ndarray) -> None:
-        batch_count, batch_mean, batch_var = moments(np.asarray(batch, np.float64))
+        batch = np.asarray(batch, np.float64)
+        if batch.shape[0] == 1:  # one env (the MuJoCo presets): the general update's bits, fewer ops
+            self._update_one(batch[0])
+            return
+        batch_count, batch_mean, batch_var = moments(batch)
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
         m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
         self.var = m2 / total
+        self.count = total
+
+    def _update_one(self, row: np.ndarray) -> None:
+        """`update` with a batch of one row: its mean is the row, its variance 0, its count 1.
+        The general formula's terms for those (+ 0 x 1, x 1) change no bit, so they are left out:
+        a step of a one-env preset runs this twice (observation and return)."""
+        delta = row - self.mean
+        total = self.count + 1
+        self.mean = self.mean + delta / total
+        self.var = (self.var * self.count + delta**2 * self.count / total) / total
         self.count = total
 
 

@@ -24,6 +24,7 @@ packs with NumPy, networks.py unpacks in-graph, and tfppo.runtimes feeds exporte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import keyword
 import math
 
@@ -109,7 +110,7 @@ class ObservationSpec:
             return tuple(single.shape) if single.shape else (1,)
         return (sum(c.size for c in self.components),)
 
-    @property
+    @functools.cached_property  # read every env step; the spec is frozen
     def storage_dtype(self) -> np.dtype:
         if all(c.uint8_exact for c in self.components):
             return np.dtype(np.uint8)

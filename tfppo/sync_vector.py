@@ -38,10 +38,17 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
         super().__init__(env_fns, copy=copy, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
         self._row_actions = isinstance(self.single_action_space, _ROW_SPACES)
         self._row_observations = isinstance(self.single_observation_space, _ROW_SPACES)
+        # A floating Box: each env's array of the row's shape is written as it arrives (an
+        # assignment casts any real input as np.stack's same_kind rule does, at an eighth of its
+        # cost); anything else (a list, a wrong shape) goes through np.stack and its checks.
+        space = self.single_observation_space
+        self._assign_rows = isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating)
+        self._row_shape = space.shape
 
     def step(self, actions: Any):
         per_env = actions if self._row_actions else list(iterate(self.action_space, actions))
         infos: dict[str, Any] = {}
+        stack = not self._assign_rows
         for i, env in enumerate(self.envs):
             (
                 observation,
@@ -54,12 +61,18 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
                 infos = self._add_info(infos, {"final_obs": observation, "final_info": info}, i)
                 observation, info = env.reset()
             self._env_obs[i] = observation
+            if not stack:
+                if getattr(observation, "shape", None) == self._row_shape:
+                    self._observations[i] = observation
+                else:
+                    stack = True
             kept = {key: info[key] for key in KEPT_KEYS if key in info}
             if kept:
                 infos = self._add_info(infos, kept, i)
         if self._row_observations:  # concatenate's Box case, then the copy deepcopy would make
-            observations = np.stack(self._env_obs, axis=0, out=self._observations)
-            observations = observations.copy() if self.copy else observations
+            if stack:
+                np.stack(self._env_obs, axis=0, out=self._observations)
+            observations = self._observations.copy() if self.copy else self._observations
         else:
             self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
             observations = deepcopy(self._observations) if self.copy else self._observations
