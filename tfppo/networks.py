@@ -311,18 +311,19 @@ def _compute_in(models, policy: str) -> list:
     layers make_torso and make_cnn built, none of a user's torso); returns (layer, old policy)
     for every layer it changed."""
     torsos = [model.torso for model in models if model.default_torso]
-    layers = {id(layer): layer for torso in torsos for layer in _torso_layers(torso)}.values()
+    layers = {id(layer): layer for torso in torsos for layer in torso_layers(torso)}.values()
     changed = [(layer, layer.dtype_policy) for layer in layers if layer.dtype_policy.name != policy]
     for layer, _ in changed:
         layer.dtype_policy = policy
     return changed
 
 
-def _torso_layers(torso) -> list:
-    """The layers of a default torso: its CNNs' and its MLP's."""
+def torso_layers(torso) -> list:
+    """The layers of a torso built as tfppo builds them (a Sequential, or an ObservationTorso):
+    its CNNs' and its MLP's; none of any other model."""
     if isinstance(torso, ObservationTorso):
         cnns = [getattr(torso, f"cnn_{index}") for index in torso.image_encoders]
-        return [layer for cnn in cnns for layer in cnn.layers] + _torso_layers(torso.body)
+        return [layer for cnn in cnns for layer in cnn.layers] + torso_layers(torso.body)
     return list(torso.layers) if isinstance(torso, keras.Sequential) else []
 
 

@@ -46,19 +46,23 @@ def unsupported_layers(actor, critic) -> list[str]:
     """
     import keras
 
-    from tfppo.networks import ObservationTorso
+    from tfppo.networks import ObservationTorso, torso_layers
 
     found = []
     for torso in (actor.torso, critic.torso):
+        # --compute_dtype=bfloat16: the mirror computes in float32.
+        found += [
+            f"{type(layer).__name__} in {layer.compute_dtype}"
+            for layer in torso_layers(torso)
+            if layer.compute_dtype != "float32"
+        ]
         if isinstance(torso, ObservationTorso):
             if not torso.encoded and torso.spec.single is None:  # a custom torso on a Dict / Tuple
                 found.append(type(torso.body).__name__)
                 continue
             for index in torso.image_encoders:
                 for layer in getattr(torso, f"cnn_{index}").layers:
-                    if layer.compute_dtype != "float32":  # --compute_dtype: the mirror is float32
-                        found.append(f"{type(layer).__name__} in {layer.compute_dtype}")
-                    elif type(layer) is keras.layers.Conv2D:
+                    if type(layer) is keras.layers.Conv2D:
                         if layer.padding != "valid" or layer.activation.__name__ not in _ACTIVATIONS:
                             found.append("Conv2D")
                     elif type(layer) is not keras.layers.Flatten:
@@ -69,11 +73,9 @@ def unsupported_layers(actor, critic) -> list[str]:
             continue
         for layer in torso.layers:
             name = getattr(getattr(layer, "activation", None), "__name__", None)
-            if layer.compute_dtype != "float32":
-                found.append(f"{type(layer).__name__} in {layer.compute_dtype}")
-            elif type(layer) is keras.layers.Identity:
+            if type(layer) is keras.layers.Identity:
                 continue
-            elif type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
+            if type(layer) is not keras.layers.Dense or name not in _ACTIVATIONS:
                 found.append(type(layer).__name__)
     return sorted(set(found))
 
