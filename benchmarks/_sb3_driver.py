@@ -7,7 +7,8 @@ Runs under .venv-sb3 (never under tfppo's venv):
       --records=RUN.jsonl --summary=RUN.json
 
 --hyper holds PPO keyword arguments as JSON; {"linear": x} stands for a schedule decaying
-linearly from x to 0 over the run (the zoo's "lin_x"). --normalize, when given, holds
+linearly from x to 0 over the run (the zoo's "lin_x"), and policy_kwargs' activation_fn is a
+torch.nn class name ("ReLU"). --normalize, when given, holds
 VecNormalize keyword arguments as JSON: the vector env is wrapped in VecNormalize (observation
 and reward normalisation; the Monitor wrappers below it still see raw returns). After every
 update (rollout + training epochs) one line goes to --records: global_step, episodes,
@@ -49,8 +50,18 @@ def linear(initial: float):
 
 def ppo_kwargs(hyper_json: str) -> dict:
     kwargs = json.loads(hyper_json)
+    policy_kwargs = kwargs.get("policy_kwargs", {})
+    if "activation_fn" in policy_kwargs:  # named, since JSON cannot hold a torch class
+        import torch
+
+        name = policy_kwargs["activation_fn"]
+        if not isinstance(getattr(torch.nn, str(name), None), type):
+            raise SystemExit(
+                f"error: --hyper policy_kwargs.activation_fn={name!r}: expected a torch.nn class name such as 'ReLU'"
+            )
+        policy_kwargs["activation_fn"] = getattr(torch.nn, name)
     for name, value in kwargs.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and name != "policy_kwargs":
             if set(value) != {"linear"}:
                 raise SystemExit(f"error: --hyper {name}={value}: the only schedule is {{'linear': x}}")
             kwargs[name] = linear(float(value["linear"]))

@@ -47,24 +47,14 @@ gymnasium.register(
 def main() -> None:
     import sb3_contrib
     import stable_baselines3
-    import torch
-
-    plain_ppo_kwargs = _sb3_driver.ppo_kwargs
-
-    def ppo_kwargs(hyper_json: str) -> dict:
-        hyper = json.loads(hyper_json)
-        policy = hyper.pop("policy_kwargs", {})
-        if "activation_fn" in policy:
-            policy["activation_fn"] = getattr(torch.nn, policy["activation_fn"])
-        return {**plain_ppo_kwargs(json.dumps(hyper)), "policy_kwargs": policy}
 
     def recurrent_ppo(policy: str, env, **kwargs):
         if policy != "MlpPolicy":
             raise SystemExit(f"error: _sb3_driver.main asked for {policy}, not MlpPolicy")
         return sb3_contrib.RecurrentPPO("MlpLstmPolicy", env, **kwargs)
 
-    # _sb3_driver.main looks both up when it runs: `from stable_baselines3 import PPO`.
-    _sb3_driver.ppo_kwargs, stable_baselines3.PPO = ppo_kwargs, recurrent_ppo
+    # _sb3_driver.main looks it up when it runs: `from stable_baselines3 import PPO`.
+    stable_baselines3.PPO = recurrent_ppo
     _sb3_driver.main()
     summary_path = _sb3_driver.parse_args().summary
     with open(summary_path, encoding="utf-8") as f:
