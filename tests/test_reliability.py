@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -178,6 +179,33 @@ class SignalTest(tf.test.TestCase):
         restored = trainer.Trainer(Config(**{**config.to_dict(), "resume": True}), logdir)
         self.addCleanup(restored.env.close)
         self.assertEqual(restored.restored, path)
+
+    def test_a_signal_while_an_update_is_logged_keeps_logs_and_checkpoint_together(self):
+        # The race behind a flaky SIGTERM test: a signal after the update was counted but before
+        # its metrics row was written left a checkpoint of update 3 with logs of 1-2, and the
+        # resumed run logged update 4 next. Now the update and its logs finish first.
+        previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+        self.addCleanup(lambda: [signal.signal(s, h) for s, h in previous.items()])
+        signals.install()
+        config = Config(
+            total_timesteps=64 * 6, num_envs=2, num_steps=32, actor_epochs=1, critic_epochs=1, eval_episodes=0
+        )
+        logdir = make_tempdir(self)
+        run = trainer.Trainer(config, logdir)
+        original = trainer.MetricsLogger.write
+
+        def write_interrupted(logger, record):
+            if record["update"] == 3:  # SIGTERM lands between the episodes and the metrics row
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original(logger, record)
+
+        with mock.patch.object(trainer.MetricsLogger, "write", write_interrupted):
+            with self.assertRaisesRegex(trainer.TrainingError, "interrupted \\(SIGTERM\\)"):
+                run.train()
+        self.assertEqual([r["update"] for r in metrics(logdir)], [1, 2, 3])
+        resumed = trainer.train(Config(**{**config.to_dict(), "resume": True}), logdir)
+        self.assertEqual(resumed["updates"], 6)
+        assert_exact_logs(self, logdir)
 
 
 class KillTest(tf.test.TestCase):

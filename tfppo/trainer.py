@@ -276,19 +276,26 @@ class Trainer:
         found = rundir.checkpoints(self.logdir)
         return found[0] if found else "none yet"
 
-    def _update_once(self) -> dict[str, float]:
-        config = self.config
+    def _collect(self) -> None:
         started = time.perf_counter()
         self.collector.collect(
-            self.rollout, self.policy.step, self.policy.value, self.policy.reset_noise, config.sde_sample_freq
+            self.rollout,
+            self.policy.step,
+            self.policy.value,
+            self.policy.reset_noise,
+            self.config.sde_sample_freq,
         )
+        self.collect_s += time.perf_counter() - started
+
+    def _learn(self) -> dict[str, float]:
+        """The update on the collected rollout."""
+        config = self.config
         collected = time.perf_counter()
         advantages, returns = self.rollout.advantages(config.gamma, config.gae_lambda)
         metrics, weights = self.learner.update(self.rollout.flatten(advantages, returns), self._progress())
         self.stats.refresh()
         self.normalizers.sync()  # several workers: everyone's statistics, merged (else a no-op)
         self.policy.sync(weights)
-        self.collect_s += collected - started
         self.update_s += time.perf_counter() - collected
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         if bad:
@@ -406,12 +413,16 @@ class Trainer:
         try:
             with polling:
                 while not self._done() and self.stopped_by is None:
-                    metrics = self._update_once()
-                    record = self._record(metrics, start_steps, time.time() - started, wall_before)
-                    self._evaluate_periodically(record)
-                    logger.write_episodes(self.collector.drain_finished())
-                    logger.write(record)
-                    completed = self.collector.counters()
+                    self._collect()  # a stop signal here discards the rollout (see _interrupted)
+                    # A signal during the update or its logs waits for both: the checkpoint it
+                    # leads to and the logs then agree on the last update.
+                    with signals.deferred():
+                        metrics = self._learn()
+                        record = self._record(metrics, start_steps, time.time() - started, wall_before)
+                        self._evaluate_periodically(record)
+                        logger.write_episodes(self.collector.drain_finished())
+                        logger.write(record)
+                        completed = self.collector.counters()
                     self._stop_if_signalled()
                     self.stopped_by = self._run_callbacks(record)
                     if record["update"] % self.config.checkpoint_every == 0:
