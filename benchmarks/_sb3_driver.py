@@ -55,11 +55,12 @@ def ppo_kwargs(hyper_json: str) -> dict:
         import torch
 
         name = policy_kwargs["activation_fn"]
-        if not isinstance(getattr(torch.nn, str(name), None), type):
+        activation = getattr(torch.nn, str(name), None)
+        if not isinstance(activation, type):
             raise SystemExit(
                 f"error: --hyper policy_kwargs.activation_fn={name!r}: expected a torch.nn class name such as 'ReLU'"
             )
-        policy_kwargs["activation_fn"] = getattr(torch.nn, name)
+        policy_kwargs["activation_fn"] = activation
     for name, value in kwargs.items():
         if isinstance(value, dict) and name != "policy_kwargs":
             if set(value) != {"linear"}:

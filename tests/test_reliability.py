@@ -82,6 +82,13 @@ def assert_one_line(test, result_code: int, stderr: str, expected: str) -> None:
     test.assertIn(expected, lines[0])
 
 
+def install_signals(test) -> None:
+    """tfppo's stop-signal handlers in this process, the previous ones back after the test."""
+    previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    test.addCleanup(lambda: [signal.signal(s, h) for s, h in previous.items()])
+    signals.install()
+
+
 def assert_exact_logs(test, logdir: str) -> None:
     """One metrics row per update (1..N, env steps increasing), one episodes row per episode."""
     records = metrics(logdir)
@@ -159,9 +166,7 @@ class SignalTest(tf.test.TestCase):
         )
 
     def test_a_signal_during_a_checkpoint_waits_until_it_is_written(self):
-        previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
-        self.addCleanup(lambda: [signal.signal(s, h) for s, h in previous.items()])
-        signals.install()
+        install_signals(self)
         config = Config(total_timesteps=256, num_envs=2, num_steps=32, actor_epochs=1, critic_epochs=1)
         logdir = make_tempdir(self)
         run = trainer.Trainer(config, logdir)
@@ -184,9 +189,7 @@ class SignalTest(tf.test.TestCase):
         # The race behind a flaky SIGTERM test: a signal after the update was counted but before
         # its metrics row was written left a checkpoint of update 3 with logs of 1-2, and the
         # resumed run logged update 4 next. Now the update and its logs finish first.
-        previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
-        self.addCleanup(lambda: [signal.signal(s, h) for s, h in previous.items()])
-        signals.install()
+        install_signals(self)
         config = Config(
             total_timesteps=64 * 6, num_envs=2, num_steps=32, actor_epochs=1, critic_epochs=1, eval_episodes=0
         )
