@@ -210,6 +210,45 @@ class SignalTest(tf.test.TestCase):
         self.assertEqual(resumed["updates"], 6)
         assert_exact_logs(self, logdir)
 
+    def test_a_signal_during_a_diverging_update_keeps_the_divergence_error_and_no_bad_checkpoint(self):
+        # A stop signal held back during an update that diverged used to be raised over the
+        # divergence error on leaving the section, and the interrupt's checkpoint then saved the
+        # non-finite weights over the last good checkpoint.
+        install_signals(self)
+        config = Config(
+            total_timesteps=64 * 6,
+            num_envs=2,
+            num_steps=32,
+            actor_epochs=1,
+            critic_epochs=1,
+            eval_episodes=0,
+            checkpoint_every=1,
+        )
+        logdir = make_tempdir(self)
+        run = trainer.Trainer(config, logdir)
+        original = run.learner.update
+
+        def diverging_update(batch, progress):
+            metrics, weights = original(batch, progress)
+            if run.updates == 2:  # update 3 diverges while a SIGTERM arrives
+                os.kill(os.getpid(), signal.SIGTERM)
+                run.actor.trainable_variables[0].assign(
+                    np.full(run.actor.trainable_variables[0].shape, np.nan)
+                )
+                metrics = {**metrics, "policy_loss": float("nan")}
+            return metrics, weights
+
+        run.learner.update = diverging_update
+        with self.assertRaisesRegex(trainer.TrainingError, "^non-finite policy_loss at update 3 .*ckpt-2$"):
+            run.train()
+        self.assertIsNone(signals.pending())
+        self.assertEqual([r["update"] for r in metrics(logdir)], [1, 2])
+        (latest, *_) = rundir.checkpoints(logdir)
+        self.assertEqual(os.path.basename(latest), "ckpt-2")
+        for name, _ in tf.train.list_variables(latest):
+            if "actor" in name:
+                self.assertTrue(np.all(np.isfinite(tf.train.load_variable(latest, name))), name)
+
 
 class KillTest(tf.test.TestCase):
     def test_kill_9_then_resume_leaves_exact_logs(self):

@@ -61,15 +61,23 @@ def pending() -> str | None:
 
 @contextlib.contextmanager
 def deferred():
-    """Signals wait until the block ends (then the first one is raised)."""
+    """Signals wait until the block ends (then the first one is raised).
+
+    A block that fails keeps its own error: the signal asked for a stop and the error is one,
+    so the signal is dropped rather than raised over it (an interrupt replacing a divergence
+    error would checkpoint the diverged weights)."""
     _state.defer_depth += 1
     try:
         yield
-    finally:
+    except BaseException:
         _state.defer_depth -= 1
-        if not _state.defer_depth and not _state.polling and _state.pending:
-            signum, _state.pending = _state.pending, None
-            raise Interrupted(signum)
+        if not _state.defer_depth and not _state.polling:
+            _state.pending = None
+        raise
+    _state.defer_depth -= 1
+    if not _state.defer_depth and not _state.polling and _state.pending:
+        signum, _state.pending = _state.pending, None
+        raise Interrupted(signum)
 
 
 @contextlib.contextmanager
