@@ -210,6 +210,38 @@ class SignalTest(tf.test.TestCase):
         self.assertEqual(resumed["updates"], 6)
         assert_exact_logs(self, logdir)
 
+    def test_a_signal_during_a_periodic_evaluation_stops_it_at_the_next_step(self):
+        # The update is logged and checkpointed at once; the evaluation is cut, not recorded.
+        install_signals(self)
+        config = Config(
+            total_timesteps=64 * 6,
+            num_envs=2,
+            num_steps=32,
+            actor_epochs=1,
+            critic_epochs=1,
+            eval_episodes=0,
+            eval_every=128,
+            eval_every_episodes=10_000,
+        )
+        logdir = make_tempdir(self)
+        run = trainer.Trainer(config, logdir)
+        original, eval_steps = run.policy.mode_and_state, []
+
+        def signalled_mode(*args):
+            eval_steps.append(run.updates)
+            if len(eval_steps) == 1:  # the first evaluation (after 128 env steps, update 2)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original(*args)
+
+        run.policy.mode_and_state = signalled_mode
+        with self.assertRaisesRegex(trainer.TrainingError, "interrupted \\(SIGTERM\\) at env step 128"):
+            run.train()
+        self.assertEqual(eval_steps, [2])  # one step of 10,000 episodes
+        records = metrics(logdir)
+        self.assertEqual([r["update"] for r in records], [1, 2])
+        self.assertNotIn("eval_return_mean", records[1])
+        self.assertEqual(os.path.basename(rundir.checkpoints(logdir)[0]), "ckpt-2")
+
     def test_a_signal_during_a_diverging_update_keeps_the_divergence_error_and_no_bad_checkpoint(self):
         # A stop signal held back during an update that diverged used to be raised over the
         # divergence error on leaving the section, and the interrupt's checkpoint then saved the

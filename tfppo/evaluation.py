@@ -32,11 +32,19 @@ def make_env(source: envs_lib.EnvSource, video_dir: str = ""):
 
 
 def run_episodes(
-    env, act: ActFn, episodes: int, seed: int, spec: envs_lib.EnvSpec, start: Callable[[], None] | None = None
+    env,
+    act: ActFn,
+    episodes: int,
+    seed: int,
+    spec: envs_lib.EnvSpec,
+    start: Callable[[], None] | None = None,
+    stop: Callable[[], object] | None = None,
 ) -> list[float]:
     """Plays `episodes` episodes with `act(observation [1, D], mask [1, W] or None) -> [1, ...]`.
 
     start: called before every episode (a recurrent policy resets its state there).
+    stop: asked before every step; once it returns something true, the episodes end there and
+    the returns of the finished ones come back (fewer than `episodes`).
     Episode i is reset with seed + i; returns are the undiscounted sums of the raw env reward.
     Box actions (and hybrid parameters) are clipped to the bounds before the env sees them.
     The caller owns `env` (and closes it).
@@ -48,6 +56,8 @@ def run_episodes(
             start()
         total, done = 0.0, False
         while not done:
+            if stop is not None and stop():
+                return returns
             obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec)
             batched_action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))
             action = envs_lib.unbatch_action(spec.action, batched_action)

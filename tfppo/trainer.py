@@ -332,7 +332,12 @@ class Trainer:
         self.next_eval = (self.stats.env_steps // config.eval_every + 1) * config.eval_every
         if self.eval_env is None:
             self.eval_env = evaluation.make_env(self.source)
-        returns = self._play(self.eval_env, config.eval_every_episodes, config.seed + 20_000)
+        # A stop signal (held back until this update is logged) cuts the evaluation short: a
+        # SIGTERM's grace period is for the checkpoint, not for --eval_every_episodes episodes.
+        # The cut evaluation is not recorded; a resumed run evaluates at the next --eval_every.
+        returns = self._play(self.eval_env, config.eval_every_episodes, config.seed + 20_000, signals.pending)
+        if signals.pending():
+            return
         mean = float(np.mean(returns))
         record.update(eval_return_mean=mean, eval_return_std=float(np.std(returns)))
         if mean > self.best_eval_return_mean:
@@ -465,7 +470,7 @@ class Trainer:
         os.replace(staging, final)
         return final
 
-    def _play(self, env, episodes: int, seed: int) -> list:
+    def _play(self, env, episodes: int, seed: int, stop=None) -> list:
         state = self.policy.initial_state(1)
 
         def start():  # a new episode: a recurrent policy's memory starts empty
@@ -479,7 +484,7 @@ class Trainer:
             )
             return action
 
-        return evaluation.run_episodes(env, act, episodes, seed, self.spec, start)
+        return evaluation.run_episodes(env, act, episodes, seed, self.spec, start, stop)
 
     def evaluate(self, episodes: int) -> list:
         """The final evaluation: `episodes` deterministic episodes, seeds seed + 10000 + i."""
