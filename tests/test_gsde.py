@@ -137,7 +137,12 @@ class GsdeTest(tf.test.TestCase):
 
     def test_only_box_actions(self):
         spec = EnvSpec((3,), ActionSpec("discrete", num_actions=2), False)
-        networks.build(spec, CONFIG)  # discrete heads have no sigma: nothing to check
+        for sigma in ("gsde", "fixed", "state_dependent"):  # a categorical head would ignore it
+            with self.assertRaisesRegex(
+                ConfigError, f"^--sigma={sigma} sets the noise of Box actions; the action space is discrete"
+            ):
+                networks.build(spec, dataclasses.replace(CONFIG, sigma=sigma))
+        networks.build(spec, dataclasses.replace(CONFIG, sigma="state_independent"))  # the default
         hybrid = EnvSpec(
             (3,),
             ActionSpec(

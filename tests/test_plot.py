@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import numpy as np
 from absl.testing import absltest
@@ -42,6 +43,16 @@ class PlotTest(absltest.TestCase):
             self.assertEqual(plot.main([*runs, f"--out={out}", *style]), 0)
             with open(out, "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_a_run_without_a_finished_episode_plots_empty_without_warnings(self):
+        root = make_tempdir(self)
+        run = fake_run(root, "early_seed0", [float("nan"), float("nan")])
+        out = os.path.join(root, "early.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # matplotlib's "No artists with labels" legend warning
+            self.assertEqual(plot.plot_runs([run], out), out)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_missing_run_is_one_line_and_exit_2(self):
         missing = os.path.join(make_tempdir(self), "nothing_here")

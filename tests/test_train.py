@@ -1,6 +1,7 @@
 """End to end: learning, checkpoint/resume, determinism, and the CLI's answers to bad input."""
 
 import dataclasses
+import io
 import json
 import os
 
@@ -10,7 +11,7 @@ from absl.testing import parameterized
 from tensorboard.backend.event_processing import event_accumulator
 
 from tests.helpers import make_tempdir, run_module
-from tfppo import trainer
+from tfppo import metrics, trainer
 from tfppo.config import Config
 
 TINY = Config(
@@ -42,6 +43,19 @@ class LearningTest(tf.test.TestCase):
         summary = trainer.train(config, make_tempdir(self))
         self.assertGreater(summary["episode_return_mean"], 150.0)
         self.assertGreater(summary["eval_return_mean"], 200.0)
+
+
+class ProgressLineTest(tf.test.TestCase):
+    def test_the_return_reads_a_dash_until_an_episode_has_ended(self):
+        stream = io.StringIO()
+        logger = metrics.MetricsLogger(make_tempdir(self), 1000, 0, log_every_s=0.0, stream=stream)
+        self.addCleanup(logger.close)
+        base = {"update": 1, "global_step": 64, "episodes": 0, "sps": 64.0, "wall_s": 1.0}
+        logger.write({**base, "episode_return_mean": float("nan")})
+        logger.write({**base, "update": 2, "global_step": 128, "episodes": 1, "episode_return_mean": 21.04})
+        first, second = stream.getvalue().splitlines()
+        self.assertEqual(first, "step 64 | episodes 0 | return - | 64 steps/s | 6% | time left 0m14s")
+        self.assertEqual(second, "step 128 | episodes 1 | return 21.0 | 64 steps/s | 13% | time left 0m06s")
 
 
 class RunTest(tf.test.TestCase):

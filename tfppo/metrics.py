@@ -140,11 +140,12 @@ class MetricsLogger:
 
     def _show(self, record) -> None:
         ret = record.get("episode_return_mean", float("nan"))
+        ret = f"{ret:.1f}" if math.isfinite(ret) else "-"  # "-" until an episode has ended
         if self.interactive:
             done = record["global_step"] if self.total_steps else record["episodes"]
             self.progress.update(int(done) - self.progress.n)
             self.progress.set_postfix(
-                episodes=int(record["episodes"]), ret=f"{ret:.1f}", sps=f"{record['sps']:.0f}", refresh=False
+                episodes=int(record["episodes"]), ret=ret, sps=f"{record['sps']:.0f}", refresh=False
             )
             return
         now = time.time()
@@ -156,7 +157,7 @@ class MetricsLogger:
         left = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
         print(
             f"step {int(record['global_step'])} | episodes {int(record['episodes'])} | "
-            f"return {ret:.1f} | {record['sps']:.0f} steps/s | {fraction:.0%} | "
+            f"return {ret} | {record['sps']:.0f} steps/s | {fraction:.0%} | "
             f"time left {_format_duration(left)}",
             file=self.stream,
             flush=True,

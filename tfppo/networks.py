@@ -289,6 +289,12 @@ class HybridHead(keras.layers.Layer):
 
 
 def make_head(spec: ActionSpec, config: Config) -> keras.layers.Layer:
+    # --sigma shapes a Normal's scale; a categorical head would ignore it without a word.
+    if spec.kind in ("discrete", "multi_discrete", "binary") and config.sigma != "state_independent":
+        raise ConfigError(
+            f"--sigma={config.sigma} sets the noise of Box actions; the action space is {spec.kind} "
+            "(leave --sigma at its default)"
+        )
     if spec.kind == "discrete":
         return CategoricalHead(spec.num_actions, config, name="head")
     if spec.kind == "multi_discrete":

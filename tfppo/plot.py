@@ -86,7 +86,8 @@ def plot_runs(
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.lines:  # no finite value yet (no episode has ended): an empty plot, no legend
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -122,7 +123,8 @@ def plot_tutorial_style(logdirs: Sequence[str], out: str, title: str = "", label
     ax.set_ylabel("moving-averaged episode reward (0.9 / 0.1)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.lines:  # no finite value yet (no episode has ended): an empty plot, no legend
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
