@@ -394,6 +394,34 @@ class BadEnvTest(tf.test.TestCase):
         self.assertRejected("returned envs with different spaces", env=changing)
         self.assertRejected("instance; pass a callable", env=Corridor(4))
 
+    def test_an_env_that_raises_stops_with_one_line_naming_it(self):
+        class Stalling(Corridor):
+            steps = 0
+
+            def step(self, action):
+                Stalling.steps += 1
+                if Stalling.steps > 100:  # past update 1's checkpoint (2 envs x 32 steps)
+                    raise RuntimeError("motor stalled\nsecond line")
+                return super().step(action)
+
+        logdir = os.path.join(make_tempdir(self), "run")
+        config = dataclasses.replace(TINY, checkpoint_every=1)
+        with self.assertRaisesRegex(
+            ConfigError,
+            r"^the env's step at env step 100 raised RuntimeError: motor stalled "
+            r"\(at .*test_api.py:\d+ in step\); training stopped, last good checkpoint kept: .*ckpt-1$",
+        ) as caught:
+            tfppo.train(config, logdir=logdir, env=lambda: Stalling(4))
+        self.assertIsInstance(caught.exception.__cause__, RuntimeError)  # the traceback is kept
+
+        class NoReset(Corridor):
+            def reset(self, *, seed=None, options=None):
+                raise OSError("map file missing")
+
+        self.assertRejected(
+            r"reset raised OSError: map file missing \(at .*test_api.py", env=lambda: NoReset(4)
+        )
+
     def test_env_kwargs_errors(self):
         self.assertRejected(
             "rejected --env_kwargs=.*unexpected keyword",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import traceback
 
 METHODS = ("clip", "kl_pen")
 SIGMA_MODES = ("fixed", "state_independent", "state_dependent", "gsde")
@@ -34,6 +35,15 @@ class ConfigError(ValueError):
     """A setting a user chose is invalid. The message names the value and what was expected."""
 
 
+def user_error(what: str, error: Exception) -> ConfigError:
+    """One line for an error the user's code raised: `what` raised it, its message's first line
+    and the line of code that raised it (raise the result `from error` to keep the traceback)."""
+    lines = str(error).strip().splitlines()
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return ConfigError(f"{what} raised {type(error).__name__}: {lines[0] if lines else ''}{where}")
+
+
 def call_user(what: str, function, *args, **kwargs):
     """Calls the user's code (an env factory, a torso builder); whatever it raises becomes a
     ConfigError naming `what` and the error (the original stays its __cause__)."""
@@ -42,7 +52,7 @@ def call_user(what: str, function, *args, **kwargs):
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"{what} raised {type(error).__name__}: {error}") from error
+        raise user_error(what, error) from error
 
 
 @dataclasses.dataclass(frozen=True)

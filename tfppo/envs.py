@@ -415,7 +415,7 @@ def probe(source: EnvSource, use_mask: bool = True, image_layout: str = "auto") 
     """
     env = source.make()
     try:
-        _, info = env.reset(seed=0)
+        _, info = call_user(f"the env {source.name}'s reset", env.reset, seed=0)
         spec = env_spec(
             env.observation_space,
             env.action_space,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfppo import envs as envs_lib
+from tfppo.config import call_user
 
 ActFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -51,7 +52,9 @@ def run_episodes(
     """
     returns = []
     for episode in range(episodes):
-        observation, info = env.reset(seed=seed + episode)
+        observation, info = call_user(
+            f"the evaluation env's reset (episode {episode})", env.reset, seed=seed + episode
+        )
         if start is not None:
             start()
         total, done = 0.0, False
@@ -61,7 +64,9 @@ def run_episodes(
             obs, mask = envs_lib.split_observation(*envs_lib.batch_one(observation, info), spec)
             batched_action = envs_lib.env_action(spec.action, np.asarray(act(obs, mask)))
             action = envs_lib.unbatch_action(spec.action, batched_action)
-            observation, reward, terminated, truncated, info = env.step(action)
+            observation, reward, terminated, truncated, info = call_user(
+                f"the evaluation env's step (episode {episode})", env.step, action
+            )
             total += float(reward)
             done = terminated or truncated
         returns.append(total)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfppo import envs as envs_lib
-from tfppo.config import ConfigError
+from tfppo.config import ConfigError, call_user, user_error
 
 
 def compute_gae(
@@ -164,7 +164,8 @@ class Collector:
         self.reward_shift, self.reward_scale = reward_shift, reward_scale
         self.normalizers = normalizers
         self.num_envs = vector_env.num_envs
-        observation, info = vector_env.reset(seed=[seed + i for i in range(self.num_envs)])
+        seeds = [seed + i for i in range(self.num_envs)]
+        observation, info = call_user("the env's reset", vector_env.reset, seed=seeds)
         observation, self.mask = envs_lib.split_observation(observation, info, spec)
         self.observation = self._normalize(observation, update=True)
         self.running_return = np.zeros(self.num_envs, np.float64)
@@ -229,7 +230,12 @@ class Collector:
 
         The bookkeeping of ended episodes runs only on steps where one ended: with one env
         (the MuJoCo presets) this loop's own work is comparable to the env's."""
-        observation, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            observation, reward, terminated, truncated, info = self.env.step(action)
+        except ConfigError:
+            raise
+        except Exception as error:  # the user's env: one line naming it, not a traceback
+            raise user_error(f"the env's step at env step {self.env_steps}", error) from error
         reward = np.asarray(reward, np.float64)
         if not np.isfinite(reward).all():
             env = int(np.flatnonzero(~np.isfinite(reward))[0])

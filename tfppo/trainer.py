@@ -24,7 +24,7 @@ from tfppo import envs as envs_lib
 from tfppo import export as export_lib
 from tfppo import rollout as rollout_lib
 from tfppo.agent import RETURN_WINDOW
-from tfppo.config import Config
+from tfppo.config import Config, ConfigError
 from tfppo.metrics import MetricsLogger
 from tfppo.numpy_policy import CONV_WORK_LIMIT, NumpyPolicy, conv_work, unsupported_layers
 
@@ -434,6 +434,10 @@ class Trainer:
                         self.save()
         except KeyboardInterrupt as interrupt:
             raise self._interrupted(interrupt, completed) from None
+        except ConfigError as error:  # the env's (a step that raised, a non-finite reward)
+            raise ConfigError(
+                f"{error}; training stopped, last good checkpoint kept: {self._last_good()}"
+            ) from error.__cause__
         except tf.errors.OpError as error:
             if self.strategy is None:
                 raise
