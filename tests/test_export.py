@@ -418,3 +418,11 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(
             result.stderr.strip().splitlines(), ["error: --model='/nonexistent/model' does not exist"]
         )
+        result = run_module("tfppo.evaluate", "--episodes=1")  # no model at all
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr.strip().splitlines(),
+            [
+                "error: --model is required: a SavedModel directory (LOGDIR/saved_model), a .tflite or a .onnx file"
+            ],
+        )

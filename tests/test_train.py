@@ -11,8 +11,8 @@ from absl.testing import parameterized
 from tensorboard.backend.event_processing import event_accumulator
 
 from tests.helpers import make_tempdir, run_module
-from tfppo import metrics, trainer
-from tfppo.config import Config
+from tfppo import metrics, rundir, trainer
+from tfppo.config import Config, ConfigError
 
 TINY = Config(
     env="CartPole-v1",
@@ -148,6 +148,10 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("--resume: no tfppo run in", result.stderr)
         self.assertEqual(os.listdir(logdir), [])
+        with self.assertRaisesRegex(
+            ConfigError, "^--resume needs --logdir: the directory of the run to continue$"
+        ):
+            rundir.resolve(Config(resume=True), set())  # not a new, time-stamped default logdir
 
     def test_helpfull_documents_every_flag_in_groups_and_exits_0(self):
         result = run_cli("--helpfull", timeout=120)

@@ -83,6 +83,8 @@ def main(argv) -> None:
         fail(f"--episodes={FLAGS.episodes} must be >= 1")
     if FLAGS.model and FLAGS.saved_model:
         fail("pass --model or --saved_model (the same flag), not both")
+    if not (FLAGS.model or FLAGS.saved_model):
+        fail("--model is required: a SavedModel directory (LOGDIR/saved_model), a .tflite or a .onnx file")
     from tfppo import envs as envs_lib
     from tfppo import evaluation, runtimes
     from tfppo.config import ConfigError

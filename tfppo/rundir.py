@@ -115,6 +115,8 @@ def resolve(config: Config, explicit: set[str], chief: bool = True) -> Config:
     `explicit` ones (given on the command line, or differing from the defaults in Python) only
     RESUMABLE may differ from them, and only those given replace the saved values. A non-chief worker skips the new-logdir check: the chief makes it.
     """
+    if config.resume and not config.logdir:  # a new default name would never hold the run
+        raise ConfigError("--resume needs --logdir: the directory of the run to continue")
     logdir = config.logdir or default_logdir(config)
     _check_directory(logdir)
     if config.resume:
