@@ -5,6 +5,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -367,6 +368,27 @@ def make_tempdir_for_class(cls) -> str:
     path = tempfile.mkdtemp(prefix="tfppo_test_")
     cls.addClassCleanup(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+class ConfigTypesTest(tf.test.TestCase):
+    def test_a_value_of_the_wrong_type_is_one_error_naming_it(self):
+        for fields, message in (
+            ({"total_timesteps": "5"}, "--total_timesteps='5' must be an integer"),
+            ({"num_envs": 2.5}, "--num_envs=2.5 must be an integer"),
+            ({"num_envs": True}, "--num_envs=True must be an integer"),
+            ({"gamma": None}, "--gamma=None must be a number"),
+            ({"norm_obs": 1}, "--norm_obs=1 must be True or False"),
+            ({"hidden_sizes": "64,64"}, "--hidden_sizes='64,64' must be a tuple of integers"),
+            ({"logdir": None}, "--logdir=None must be a string"),
+        ):
+            with self.assertRaisesRegex(ConfigError, f"^{re.escape(message)}$"):
+                tfppo.Config(**fields)
+
+    def test_numpy_scalars_and_lists_become_what_flags_json_holds(self):
+        config = tfppo.Config(num_envs=np.int64(4), actor_lr=np.float32(0.5), hidden_sizes=[32, np.int64(16)])
+        self.assertEqual((type(config.num_envs), type(config.actor_lr)), (int, float))
+        self.assertEqual((config.num_envs, config.actor_lr, config.hidden_sizes), (4, 0.5, (32, 16)))
+        self.assertEqual(tfppo.Config.from_dict(json.loads(json.dumps(config.to_dict()))), config)
 
 
 class BadEnvTest(tf.test.TestCase):

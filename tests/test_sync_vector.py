@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode
 
 from tests import fake_envs  # noqa: F401  (registers the test envs)
 from tfppo import envs as envs_lib
+from tfppo.config import ConfigError
 from tfppo.sync_vector import LeanSyncVectorEnv
 
 
@@ -105,6 +106,13 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
             wrong.reset(seed=0)
             with self.assertRaises(ValueError, msg=make.__name__):
                 wrong.step(np.array([0, 0]))
+        wrong = LeanSyncVectorEnv([lambda: Loose((3,)), lambda: Loose((1,))])
+        wrong.reset(seed=0)
+        with self.assertRaisesRegex(  # which env, what it returned and what was expected
+            ConfigError,
+            r"^env 1 returned an observation of shape \(1,\); its observation_space has shape \(3,\)$",
+        ):
+            wrong.step(np.array([0, 0]))
 
     def test_leaves_out_the_keys_training_does_not_read(self):
         lean = LeanSyncVectorEnv([envs_lib.source_from_id("Hopper-v5").make])

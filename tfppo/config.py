@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import traceback
 
 METHODS = ("clip", "kl_pen")
@@ -176,6 +177,7 @@ class Config:
     def __post_init__(self) -> None:
         if isinstance(self.env_kwargs, dict):  # Stored as canonical JSON text: one flag, one value.
             object.__setattr__(self, "env_kwargs", json.dumps(self.env_kwargs, sort_keys=True))
+        _check_types(self)
         validate(self)
 
     @property
@@ -226,6 +228,44 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _finite(name: str, value: float) -> None:
     _require(math.isfinite(value), f"--{name}={value} must be a finite number")
+
+
+def _is_int(value) -> bool:  # Python's and NumPy's integers; not bool
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# What each annotation of Config accepts (the annotations are strings here: postponed evaluation).
+_TYPES = {
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a number"),
+    "float | None": (lambda v: v is None or _is_number(v), "a number or None"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[int, ...]": (lambda v: isinstance(v, tuple) and all(map(_is_int, v)), "a tuple of integers"),
+}
+
+
+def _check_types(config: Config) -> None:
+    """From Python a field can hold anything (the flags' parser checks theirs): a value of the
+    wrong type is a ConfigError naming it; NumPy scalars become Python's and lists tuples, so
+    the Config writes to flags.json and compares with a saved one."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, list):
+            value = tuple(value)
+        accepts, expected = _TYPES[field.type]
+        _require(accepts(value), f"--{field.name}={value!r} must be {expected}")
+        if field.type == "int":
+            value = int(value)
+        elif field.type.startswith("float") and value is not None:
+            value = float(value)
+        elif field.type.startswith("tuple"):
+            value = tuple(int(v) for v in value)
+        object.__setattr__(config, field.name, value)
 
 
 def validate(config: Config) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import concatenate, iterate
 
+from tfppo.config import ConfigError
 from tfppo.observations import MASK_KEY
 
 KEPT_KEYS = (MASK_KEY,)  # The only key of a step's info that training reads (envs.split_observation).
@@ -71,7 +72,10 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
                 infos = self._add_info(infos, kept, i)
         if self._row_observations:  # concatenate's Box case, then the copy deepcopy would make
             if stack:
-                np.stack(self._env_obs, axis=0, out=self._observations)
+                try:
+                    np.stack(self._env_obs, axis=0, out=self._observations)
+                except ValueError:
+                    raise self._bad_observation() from None
             observations = self._observations.copy() if self.copy else self._observations
         else:
             self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
@@ -82,4 +86,21 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
             np.copy(self._terminations),
             np.copy(self._truncations),
             infos,
+        )
+
+    def _bad_observation(self) -> ConfigError:
+        """The first env whose observation does not stack into the observation space's rows."""
+        for i, observation in enumerate(self._env_obs):
+            shape = (
+                np.shape(observation)
+                if isinstance(observation, np.ndarray | list | tuple | float | int)
+                else None
+            )
+            if shape != self._row_shape:
+                got = f"shape {shape}" if shape is not None else type(observation).__name__
+                return ConfigError(
+                    f"env {i} returned an observation of {got}; its observation_space has shape {self._row_shape}"
+                )
+        return ConfigError(
+            f"the envs' observations do not fit the observation_space {self.single_observation_space}"
         )
