@@ -90,6 +90,26 @@ class GsdeTest(tf.test.TestCase):
             self.assertNotAllClose(policy.step(self.observation)["action"], out["action"])
             self.assertAllClose(policy.mode(self.observation), out["loc"], atol=1e-5)  # no noise
 
+    def test_a_recurrent_policy_explores_through_the_features_after_its_memory(self):
+        config = dataclasses.replace(CONFIG, recurrent="lstm", rnn_units=5, num_steps=8)
+        actor, critic = networks.build(BOX, config)
+        state = np.random.default_rng(2).normal(size=(3, 20)).astype(np.float32)  # actor's 10, critic's 10
+        features, next_actor_state = actor.features(self.observation, state[:, :10])
+        params = actor.head(features)
+        self.assertAllClose(params["latent"], features)  # the memory's output is the latent
+        self.assertAllClose(
+            params["scale"], reference_scale(features.numpy(), actor.head.log_std.numpy()), rtol=1e-5
+        )
+        for policy in (
+            Policy(actor, critic, BOX, seed=3, num_envs=3),
+            numpy_policy.NumpyPolicy(actor, critic, BOX, seed=3, num_envs=3),
+        ):
+            out = policy.step(self.observation, None, state)
+            expected = params["loc"] + np.einsum("bf,bfa->ba", features, np.asarray(policy.exploration))
+            self.assertAllClose(out["action"], expected, atol=1e-5)
+            self.assertAllClose(out["scale"], params["scale"], atol=1e-5)
+            self.assertAllClose(out["state"][:, :10], next_actor_state, atol=1e-5)
+
     def test_weights_are_drawn_with_the_trained_std(self):
         policy = numpy_policy.NumpyPolicy(self.actor, self.critic, BOX, seed=3, num_envs=3)
         draws = []

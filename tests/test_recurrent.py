@@ -216,14 +216,21 @@ class SequenceTrainingTest(tf.test.TestCase, parameterized.TestCase):
         ("lstm_numpy_whole", "lstm", numpy_policy.NumpyPolicy, 0, 1),
         ("lstm_tf_chunks", "lstm", Policy, 4, 3),
         ("gru_numpy_chunks", "gru", numpy_policy.NumpyPolicy, 2, 4),
+        # gSDE: the scale is a function of the features after the memory, and so is the noise
+        ("lstm_numpy_chunks_gsde", "lstm", numpy_policy.NumpyPolicy, 4, 3, "gsde"),
+        ("gru_tf_whole_gsde", "gru", Policy, 0, 1, "gsde"),
     )
-    def test_first_epoch_ratio_is_one(self, kind, policy_class, length, minibatches):
+    def test_first_epoch_ratio_is_one(
+        self, kind, policy_class, length, minibatches, sigma="state_independent"
+    ):
         config = dataclasses.replace(
             CONFIG,
             recurrent=kind,
             rnn_sequence_length=length,
             num_minibatches=minibatches,
             rnn_hidden_sizes=(6,) if kind == "gru" else (),
+            sigma=sigma,
+            sigma_init=0.5,
         )
         ratio, storage = first_epoch_ratio(BOX, config, policy_class, ChainEnv())
         self.assertTrue(storage.start[1:].any())  # episodes started inside the sequences
@@ -382,8 +389,6 @@ class ConfigTest(tf.test.TestCase):
             dataclasses.replace(CONFIG, rnn_sequence_length=4, num_minibatches=4)
         with self.assertRaisesRegex(ConfigError, "--recurrent='rnn' is not one of none, lstm, gru"):
             dataclasses.replace(CONFIG, recurrent="rnn")
-        with self.assertRaisesRegex(ConfigError, "--sigma=gsde is not supported with --recurrent"):
-            dataclasses.replace(CONFIG, sigma="gsde")
         with self.assertRaisesRegex(ConfigError, "--rnn_units=0"):
             dataclasses.replace(CONFIG, rnn_units=0)
         with self.assertRaisesRegex(ConfigError, "--rnn_hidden_sizes applies to a memory"):

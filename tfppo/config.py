@@ -406,7 +406,3 @@ def _validate_recurrent(config: Config) -> None:
         f"sequences of a --recurrent={config.recurrent} update (--num_envs {config.num_envs} x --num_steps "
         f"{config.num_steps} / --rnn_sequence_length {config.sequence_length})",
     )
-    _require(
-        config.sigma != "gsde",
-        "--sigma=gsde is not supported with --recurrent yet; use --sigma=state_independent",
-    )
