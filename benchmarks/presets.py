@@ -58,6 +58,7 @@ THRESHOLDS = {
     # at 100k with gSDE): >= 475 within 100k steps, better than -400 within 200k.
     "cartpole_novel_lstm": ("episode_return_mean", 475.0),
     "pendulum_novel_lstm": ("episode_return_mean", -400.0),
+    "pendulum_novel_lstm_gsde": ("episode_return_mean", -400.0),
     # The published PPO returns at the presets' budgets (docs/benchmarks/minatar): gymnax-blines
     # Breakout-MinAtar 28 at 10M steps; SpaceInvaders-MinAtar ~140 at 5M (PureJaxRL's curve).
     "minatar_breakout": ("episode_return_mean", 28.0),
