@@ -5,6 +5,7 @@ signals, kill -9 at several points, multi-worker stops) carry the `slow` marker 
 of the default run; every defect has at least one case in the default run.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -87,6 +88,21 @@ def install_signals(test) -> None:
     previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
     test.addCleanup(lambda: [signal.signal(s, h) for s, h in previous.items()])
     signals.install()
+
+
+# Six updates of 2 envs x 32 steps, one epoch each: the in-process signal tests' run.
+SIX_UPDATES = Config(
+    total_timesteps=64 * 6, num_envs=2, num_steps=32, actor_epochs=1, critic_epochs=1, eval_episodes=0
+)
+
+
+def signalled_trainer(test, **overrides):
+    """(a Trainer of SIX_UPDATES with `overrides` in a new logdir, its config, the logdir), with
+    tfppo's stop-signal handlers installed for the test."""
+    install_signals(test)
+    config = dataclasses.replace(SIX_UPDATES, **overrides)
+    logdir = make_tempdir(test)
+    return trainer.Trainer(config, logdir), config, logdir
 
 
 def assert_exact_logs(test, logdir: str) -> None:
@@ -189,12 +205,7 @@ class SignalTest(tf.test.TestCase):
         # The race behind a flaky SIGTERM test: a signal after the update was counted but before
         # its metrics row was written left a checkpoint of update 3 with logs of 1-2, and the
         # resumed run logged update 4 next. Now the update and its logs finish first.
-        install_signals(self)
-        config = Config(
-            total_timesteps=64 * 6, num_envs=2, num_steps=32, actor_epochs=1, critic_epochs=1, eval_episodes=0
-        )
-        logdir = make_tempdir(self)
-        run = trainer.Trainer(config, logdir)
+        run, config, logdir = signalled_trainer(self)
         original = trainer.MetricsLogger.write
 
         def write_interrupted(logger, record):
@@ -212,19 +223,7 @@ class SignalTest(tf.test.TestCase):
 
     def test_a_signal_during_a_periodic_evaluation_stops_it_at_the_next_step(self):
         # The update is logged and checkpointed at once; the evaluation is cut, not recorded.
-        install_signals(self)
-        config = Config(
-            total_timesteps=64 * 6,
-            num_envs=2,
-            num_steps=32,
-            actor_epochs=1,
-            critic_epochs=1,
-            eval_episodes=0,
-            eval_every=128,
-            eval_every_episodes=10_000,
-        )
-        logdir = make_tempdir(self)
-        run = trainer.Trainer(config, logdir)
+        run, _, logdir = signalled_trainer(self, eval_every=128, eval_every_episodes=10_000)
         original, eval_steps = run.policy.mode_and_state, []
 
         def signalled_mode(*args):
@@ -246,18 +245,7 @@ class SignalTest(tf.test.TestCase):
         # A stop signal held back during an update that diverged used to be raised over the
         # divergence error on leaving the section, and the interrupt's checkpoint then saved the
         # non-finite weights over the last good checkpoint.
-        install_signals(self)
-        config = Config(
-            total_timesteps=64 * 6,
-            num_envs=2,
-            num_steps=32,
-            actor_epochs=1,
-            critic_epochs=1,
-            eval_episodes=0,
-            checkpoint_every=1,
-        )
-        logdir = make_tempdir(self)
-        run = trainer.Trainer(config, logdir)
+        run, _, logdir = signalled_trainer(self, checkpoint_every=1)
         original = run.learner.update
 
         def diverging_update(batch, progress):
