@@ -306,6 +306,14 @@ class LoadTest(tf.test.TestCase):
         self.assertIsInstance(policy.value(observations[0]), float)
         with self.assertRaisesRegex(ValueError, r"observation of shape \(3,\); expected \(4,\)"):
             policy.act(np.zeros(3))
+        bad = observations.copy()
+        bad[2, 1] = np.nan
+        with self.assertRaisesRegex(
+            ValueError, r"^observation holds nan at index \(2, 1\); expected finite numbers$"
+        ):
+            policy.act(bad)
+        with self.assertRaisesRegex(ValueError, r"^observation holds inf at index \(3,\); expected finite"):
+            policy.value(np.array([0, 0, 0, np.inf]))
 
     def test_masks_and_box_bounds(self):
         masked = tfppo.load(self.masked)

@@ -294,6 +294,9 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(evaluate.returncode, 0, evaluate.stderr[-2000:])
         printed = float(evaluate.stdout.split("return ")[1].split()[0])
         self.assertAlmostEqual(printed, summary["eval_return_mean"], places=2)
+        if env_id == "CartPole-v1":  # the run directory, named as tfppo.train names it
+            again = run_module("tfppo.evaluate", f"--logdir={logdir}", "--episodes=2")
+            self.assertEqual((again.returncode, again.stdout), (0, evaluate.stdout), again.stderr[-2000:])
         if env_id == "CartPole-v1":  # videos through gymnasium's RecordVideo
             videos = os.path.join(make_tempdir(self), "videos")
             recorded = run_module(
@@ -423,6 +426,6 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(
             result.stderr.strip().splitlines(),
             [
-                "error: --model is required: a SavedModel directory (LOGDIR/saved_model), a .tflite or a .onnx file"
+                "error: --model is required: a run directory, a SavedModel directory, a .tflite or a .onnx file"
             ],
         )

@@ -1,7 +1,8 @@
 """Run an exported policy: `python -m tfppo.evaluate --model=PATH [--env=ID] --episodes=N`.
 
-PATH is a SavedModel directory (or TF Serving's OUT/VERSION/ layout), a .tflite or a .onnx file
-(tfppo.runtimes; `--saved_model=DIR` is the same flag's older name). The SavedModel runs with
+PATH is a SavedModel directory (or TF Serving's OUT/VERSION/ layout), a .tflite or a .onnx file,
+or a training run's directory (its saved_model/; `--logdir=RUN` says the same) (tfppo.runtimes;
+`--saved_model=DIR` is the same flag's older name). The SavedModel runs with
 TensorFlow alone (the policy needs neither tfppo's networks nor tfp), TFLite in ai-edge-litert,
 ONNX in onnxruntime. It plays deterministic episodes (the `action` signature) and prints the
 mean and std of the undiscounted return. By default the env id comes from the model's metadata and episode i is
@@ -16,10 +17,16 @@ import sys
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_string("model", None, "An exported policy: a SavedModel directory, a .tflite or a .onnx file.")
+flags.DEFINE_string(
+    "model",
+    None,
+    "An exported policy: a SavedModel directory, a .tflite or a .onnx file, or a training run's directory (its saved_model/).",
+)
 flags.DEFINE_string(
     "saved_model", None, "A tfppo SavedModel directory (LOGDIR/saved_model); same as --model."
 )
+# The run directory's name in tfppo.train: a run's --logdir is a --model (its saved_model/).
+flags.DEFINE_alias("logdir", "model")
 flags.DEFINE_string("env", "", "Gymnasium env id; default: the one the model was trained on.")
 flags.DEFINE_integer("episodes", 10, "Episodes to play.")
 flags.DEFINE_integer(
@@ -84,7 +91,7 @@ def main(argv) -> None:
     if FLAGS.model and FLAGS.saved_model:
         fail("pass --model or --saved_model (the same flag), not both")
     if not (FLAGS.model or FLAGS.saved_model):
-        fail("--model is required: a SavedModel directory (LOGDIR/saved_model), a .tflite or a .onnx file")
+        fail("--model is required: a run directory, a SavedModel directory, a .tflite or a .onnx file")
     from tfppo import envs as envs_lib
     from tfppo import evaluation, runtimes
     from tfppo.config import ConfigError

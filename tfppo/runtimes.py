@@ -1,7 +1,7 @@
 """Run an exported tfppo policy in any format, NumPy in and out: `open_model(path)`.
 
-  SavedModel   a directory with saved_model.pb, or TF Serving's OUT/VERSION/ layout (the
-               highest version): TensorFlow.
+  SavedModel   a directory with saved_model.pb, TF Serving's OUT/VERSION/ layout (the
+               highest version) or a training run's directory (its saved_model/): TensorFlow.
   TFLite       a .tflite file: ai-edge-litert's interpreter, no TensorFlow.
   ONNX         a .onnx file: onnxruntime, no TensorFlow.
 
@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from tfppo import rundir, saved_policy
 from tfppo.config import ConfigError
 from tfppo.convert import METADATA_KEY  # convert imports no TensorFlow at module level
 from tfppo.observations import ObservationSpec, export_feed
@@ -27,6 +28,8 @@ def detect(path: str) -> tuple[str, str]:
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "saved_model", path
+        if rundir.is_run(path):  # a training run: the SavedModel it wrote when it ended
+            return "saved_model", saved_policy.saved_model_dir(path)
         versions = [
             n
             for n in os.listdir(path)

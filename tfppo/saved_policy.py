@@ -21,7 +21,8 @@ from tfppo.config import ConfigError
 MASK_KEY = "action_mask"
 
 
-def _saved_model_dir(path: str, best: bool) -> str:
+def saved_model_dir(path: str, best: bool = False) -> str:
+    """The SavedModel directory of `path`: itself, or a run directory's saved_model/ (best/...)."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
     if rundir.is_run(path):
@@ -109,6 +110,12 @@ class LoadedPolicy:
                     f"{label} of shape {array.shape}; expected {shape} or a batch "
                     f"[B, {', '.join(map(str, shape))}]"
                 )
+            # The exported model acts on NaN too (serving must not fail on one bad request); a
+            # Python caller gets told, not handed an action computed from NaN.
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                label = f"observation {info['name']!r}" if len(self.inputs) > 1 else "observation"
+                where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+                raise ValueError(f"{label} holds {array[where]} at index {where}; expected finite numbers")
         if single:
             arrays = [array[None] for array in arrays]
         return arrays, single, carried
@@ -191,7 +198,7 @@ def load(path: str, best: bool = False) -> LoadedPolicy:
     best=True) or a SavedModel directory. TensorFlow alone is needed."""
     import tensorflow as tf
 
-    directory = _saved_model_dir(path, best)
+    directory = saved_model_dir(path, best)
     try:
         model = tf.saved_model.load(directory)
     except (OSError, ValueError, tf.errors.OpError) as error:
