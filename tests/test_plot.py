@@ -43,6 +43,10 @@ class PlotTest(absltest.TestCase):
             self.assertEqual(plot.main([*runs, f"--out={out}", *style]), 0)
             with open(out, "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # tfppo.train's name for a run directory works too, beside positional ones
+        out = os.path.join(root, "named.png")
+        self.assertEqual(plot.main([runs[0], f"--logdir={runs[1]}", f"--out={out}", "--labels=a,b"]), 0)
+        self.assertTrue(os.path.isfile(out))
 
     def test_a_run_without_a_finished_episode_plots_empty_without_warnings(self):
         root = make_tempdir(self)
@@ -60,6 +64,9 @@ class PlotTest(absltest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertEqual(result.stderr.strip().count("\n"), 0, result.stderr)
         self.assertIn("nothing_here", result.stderr)
+        result = run_module("tfppo.plot", f"--logdir={missing}", timeout=120)
+        self.assertEqual((result.returncode, result.stderr.strip().count("\n")), (2, 0), result.stderr)
+        self.assertIn("no metrics.jsonl in", result.stderr)
         result = run_module("tfppo.plot", missing, "--x=bogus", timeout=120)
         self.assertEqual(result.returncode, 2)
         self.assertIn("bogus", result.stderr)

@@ -218,6 +218,12 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         changed = run_cli(f"--logdir={logdir}", "--resume", "--num_envs=4")
         self.assertEqual(changed.returncode, 2)
         self.assertIn("--num_envs differ", changed.stderr)
+        missing = run_cli("--flagfile=experiments/no_such_preset.flags")
+        self.assertEqual(missing.returncode, 2)
+        self.assertRegex(
+            missing.stderr.strip(),
+            r"^error: Unable to open flagfile: .*no_such_preset\.flags'; see --helpfull$",
+        )
 
 
 if __name__ == "__main__":

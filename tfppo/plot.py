@@ -138,7 +138,9 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str]) -> int:
     parser = _Parser(prog="python -m tfppo.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="run directories")
+    parser.add_argument("logdirs", nargs="*", metavar="LOGDIR", help="run directories")
+    # tfppo.train's name for a run directory: --logdir=RUN (repeatable) works here too.
+    parser.add_argument("--logdir", action="append", default=[], help="a run directory (repeatable)")
     parser.add_argument("--out", default="learning_curves.png", help="the PNG to write")
     parser.add_argument("--x", default="global_step", choices=("global_step", "episodes", "wall_s"))
     parser.add_argument("--y", default="episode_return_mean", help="a metrics.jsonl key")
@@ -146,6 +148,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--title", default="")
     parser.add_argument("--tutorial", action="store_true", help="the Morvan tutorial's figure style")
     args = parser.parse_args(argv)
+    args.logdirs += args.logdir
+    if not args.logdirs:
+        parser.error("the following arguments are required: LOGDIR")
     needed = rundir.EPISODES_FILE if args.tutorial else rundir.METRICS_FILE
     missing = [d for d in args.logdirs if not os.path.isfile(os.path.join(d, needed))]
     if missing:

@@ -30,8 +30,8 @@ def parse_flags(argv):
     """absl parsing with a one-line error and exit code 2 (absl's own exits with 1); help exits 0."""
     try:
         return FLAGS(argv)
-    except flags.Error as error:
-        fail(f"{error}; see --helpfull")
+    except flags.Error as error:  # absl prefixes some (a missing --flagfile) with "ERROR:: "
+        fail(f"{str(error).removeprefix('ERROR:: ')}; see --helpfull")
     except SystemExit as exit_:
         if any(arg in HELP_FLAGS for arg in argv[1:]):
             sys.exit(0)
