@@ -104,8 +104,8 @@ class LoadedPolicy:
         single = arrays[0].shape == tuple(self.inputs[0]["shape"])
         for array, info in zip(arrays, self.inputs, strict=True):
             shape = tuple(info["shape"])
+            label = f"observation {info['name']!r}" if len(self.inputs) > 1 else "observation"
             if (array.shape != shape) if single else (array.shape[1:] != shape):
-                label = f"observation {info['name']!r}" if len(self.inputs) > 1 else "observation"
                 raise ValueError(
                     f"{label} of shape {array.shape}; expected {shape} or a batch "
                     f"[B, {', '.join(map(str, shape))}]"
@@ -113,7 +113,6 @@ class LoadedPolicy:
             # The exported model acts on NaN too (serving must not fail on one bad request); a
             # Python caller gets told, not handed an action computed from NaN.
             if array.dtype.kind == "f" and not np.isfinite(array).all():
-                label = f"observation {info['name']!r}" if len(self.inputs) > 1 else "observation"
                 where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
                 raise ValueError(f"{label} holds {array[where]} at index {where}; expected finite numbers")
         if single:
