@@ -294,10 +294,11 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(evaluate.returncode, 0, evaluate.stderr[-2000:])
         printed = float(evaluate.stdout.split("return ")[1].split()[0])
         self.assertAlmostEqual(printed, summary["eval_return_mean"], places=2)
-        if env_id == "CartPole-v1":  # the run directory, named as tfppo.train names it
+        if env_id == "CartPole-v1":
+            # the run directory, named as tfppo.train names it
             again = run_module("tfppo.evaluate", f"--logdir={logdir}", "--episodes=2")
             self.assertEqual((again.returncode, again.stdout), (0, evaluate.stdout), again.stderr[-2000:])
-        if env_id == "CartPole-v1":  # videos through gymnasium's RecordVideo
+            # videos through gymnasium's RecordVideo
             videos = os.path.join(make_tempdir(self), "videos")
             recorded = run_module(
                 "tfppo.evaluate",

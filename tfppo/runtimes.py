@@ -26,10 +26,8 @@ from tfppo.observations import ObservationSpec, export_feed
 def detect(path: str) -> tuple[str, str]:
     """(format, the file or directory to open) of an exported model at `path`."""
     if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return "saved_model", path
-        if rundir.is_run(path):  # a training run: the SavedModel it wrote when it ended
-            return "saved_model", saved_policy.saved_model_dir(path)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")) or rundir.is_run(path):
+            return "saved_model", saved_policy.saved_model_dir(path)  # a run: its saved_model/
         versions = [
             n
             for n in os.listdir(path)
