@@ -7,6 +7,8 @@ and MultiDiscrete's tuple), Tuple actions (the iterate path), Dict and Tuple obs
 concatenate path) and Hopper's per-step info.
 """
 
+import re
+
 import gymnasium as gym
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -113,6 +115,40 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
             r"^env 1 returned an observation of shape \(1,\); its observation_space has shape \(3,\)$",
         ):
             wrong.step(np.array([0, 0]))
+
+    def test_rewards_that_are_not_real_numbers(self):
+        # Real scalars of any kind (and a 0-d array) give gymnasium's reward row; None would be
+        # stored as nan and a string parsed ("1.5" -> 1.5), so both are refused naming the env.
+        class Rewarding(gym.Env):
+            observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+            action_space = gym.spaces.Discrete(2)
+
+            def __init__(self, reward):
+                self.reward = reward
+
+            def reset(self, seed=None, options=None):
+                return np.zeros(1, np.float32), {}
+
+            def step(self, action):
+                return np.zeros(1, np.float32), self.reward, False, False, {}
+
+        good = [1.5, 2, True, np.float32(0.25), np.int64(-3), np.array(4.0)]
+        lean = LeanSyncVectorEnv([lambda r=r: Rewarding(r) for r in good])
+        lean.reset(seed=0)
+        rewards = lean.step(np.zeros(len(good), np.int64))[1]
+        np.testing.assert_array_equal(rewards, [1.5, 2.0, 1.0, 0.25, -3.0, 4.0])
+        self.assertEqual(rewards.dtype, np.float64)
+        for bad, shown in (
+            (None, "None (NoneType)"),
+            ("1.5", "'1.5' (str)"),
+            (np.array([1.0]), "array([1.]) (ndarray)"),
+        ):
+            lean = LeanSyncVectorEnv([lambda: Rewarding(1.0), lambda b=bad: Rewarding(b)])
+            lean.reset(seed=0)
+            with self.assertRaisesRegex(
+                ConfigError, f"^{re.escape(f'env 1 returned reward {shown}; expected a real number')}$"
+            ):
+                lean.step(np.zeros(2, np.int64))
 
     def test_leaves_out_the_keys_training_does_not_read(self):
         lean = LeanSyncVectorEnv([envs_lib.source_from_id("Hopper-v5").make])

@@ -32,6 +32,20 @@ KEPT_KEYS = (MASK_KEY,)  # The only key of a step's info that training reads (en
 _ROW_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 
 
+# A step's reward as envs return it: a Python or NumPy real scalar. Written into the float row as
+# it is, None (a step that forgot its reward) would become nan and a string would be parsed.
+_REAL = (float, int, np.floating, np.integer, np.bool_)
+
+
+def _real_reward(env: int, reward: Any):
+    """A reward that is not a real scalar: a 0-d real array passes, anything else is refused."""
+    if isinstance(reward, np.ndarray) and reward.shape == () and reward.dtype.kind in "biuf":
+        return reward
+    raise ConfigError(
+        f"env {env} returned reward {reward!r} ({type(reward).__name__}); expected a real number"
+    )
+
+
 class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
     """SyncVectorEnv (SAME_STEP autoreset) whose step passes on only KEPT_KEYS of the per-step info."""
 
@@ -51,13 +65,8 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
         infos: dict[str, Any] = {}
         stack = not self._assign_rows
         for i, env in enumerate(self.envs):
-            (
-                observation,
-                self._rewards[i],
-                self._terminations[i],
-                self._truncations[i],
-                info,
-            ) = env.step(per_env[i])
+            observation, reward, self._terminations[i], self._truncations[i], info = env.step(per_env[i])
+            self._rewards[i] = reward if isinstance(reward, _REAL) else _real_reward(i, reward)
             if self._terminations[i] or self._truncations[i]:
                 infos = self._add_info(infos, {"final_obs": observation, "final_info": info}, i)
                 observation, info = env.reset()
