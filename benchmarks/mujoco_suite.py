@@ -313,8 +313,8 @@ def main() -> None:
         plot.plot_runs(
             [r["logdir"] for r in chosen],
             os.path.join(out, f"{label}.png"),
-            title=f"{env}, {preset} ({len(chosen)} seeds)",
-            labels=[f"{env} {preset}"] * len(chosen),
+            title=f"{env}, {preset.replace('+', ' ')} ({len(chosen)} seeds)",
+            labels=[f"{env} {preset.replace('+', ' ')}"] * len(chosen),
         )
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import warnings
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest
@@ -47,6 +48,37 @@ class PlotTest(absltest.TestCase):
         out = os.path.join(root, "named.png")
         self.assertEqual(plot.main([runs[0], f"--logdir={runs[1]}", f"--out={out}", "--labels=a,b"]), 0)
         self.assertTrue(os.path.isfile(out))
+
+    def test_a_long_title_and_label_stay_inside_the_image(self):
+        # mujoco_suite's titles name the preset and its flags (~100 characters): unwrapped, the
+        # title ran off both edges of the 7-inch figure.
+        import matplotlib.figure
+
+        root = make_tempdir(self)
+        run = fake_run(root, "long_seed0", np.linspace(0, 5000, 20))
+        flags = "halfcheetah_sb3 --target_kl=0.03 --actor_lr=4e-5 --critic_lr=4e-5 --anneal_lr"
+        boxes = {}
+        original = matplotlib.figure.Figure.savefig
+
+        def savefig(fig, *args, **kwargs):  # where each text lands, as the image is written
+            renderer = fig.canvas.get_renderer()
+            ax = fig.axes[0]
+            for artist in (ax.title, *ax.get_legend().get_texts()):
+                boxes[artist.get_text()] = artist.get_window_extent(renderer), fig.bbox
+            return original(fig, *args, **kwargs)
+
+        with mock.patch.object(matplotlib.figure.Figure, "savefig", savefig):
+            plot.plot_runs(
+                [run],
+                os.path.join(root, "long.png"),
+                title=f"HalfCheetah-v5, {flags} (5 seeds)",
+                labels=[f"HalfCheetah-v5 {flags}"],
+            )
+        self.assertLen(boxes, 2)
+        for text, (box, figure) in boxes.items():
+            self.assertGreaterEqual(box.x0, 0, text)
+            self.assertLessEqual(box.x1, figure.x1, text)
+            self.assertIn("\n", text)  # both wrapped
 
     def test_a_run_without_a_finished_episode_plots_empty_without_warnings(self):
         root = make_tempdir(self)
