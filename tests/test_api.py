@@ -229,6 +229,27 @@ class CallbackAndEvaluationTest(tf.test.TestCase):
         self.assertTrue(os.path.isdir(summary["saved_model"]))
         self.assertTrue(summary["checkpoint"].endswith(f"ckpt-{summary['updates']}"))
 
+    def test_one_callback_without_a_list_and_bad_arguments_before_anything_is_written(self):
+        root = make_tempdir(self)
+        config = dataclasses.replace(TINY, total_timesteps=10_000)
+        summary = tfppo.train(config, logdir=os.path.join(root, "one"), callbacks=tfppo.StopAtReturn(0.0))
+        self.assertEqual(summary["stopped_by"], "StopAtReturn(0, key='episode_return_mean')")
+        logdir = os.path.join(root, "bad")
+        cases = {
+            "callbacks[1]=5 (int) is not callable; expected a function of the update's record": dict(
+                callbacks=[print, 5]
+            ),
+            "callbacks=7 (int); expected a callable or a list of them": dict(callbacks=7),
+        }
+        for message, arguments in cases.items():
+            with self.assertRaisesRegex(ConfigError, f"^{re.escape(message)}$"):
+                tfppo.train(TINY, logdir=logdir, **arguments)
+        with self.assertRaisesRegex(
+            ConfigError, re.escape("config={'total_timesteps': 256} (dict); expected a tfppo.Config")
+        ):
+            tfppo.train({"total_timesteps": 256}, logdir=logdir)
+        self.assertFalse(os.path.exists(logdir))
+
     def test_a_callback_that_raises_stops_training_with_a_checkpoint(self):
         logdir = os.path.join(make_tempdir(self), "run")
 

@@ -130,7 +130,7 @@ def train(
     *,
     env=None,
     logdir: str | None = None,
-    callbacks: Iterable[Callable[[dict], object]] = (),
+    callbacks: Callable[[dict], object] | Iterable[Callable[[dict], object]] = (),
     torso=None,
     critic_torso=None,
 ) -> dict:
@@ -143,15 +143,21 @@ def train(
       gymnasium.Env (your class, or a function adding wrappers and constructor arguments),
       called once per vector env copy. Default: config.env (with config.env_kwargs).
     logdir: the run directory (default config.logdir, else runs/<env>_<method>_seed<seed>_<time>).
-    callbacks: callables given each update's record (the metrics.jsonl row); one that returns a
-      true value stops training cleanly (checkpoint, final evaluation and SavedModel as usual).
-      One that raises stops training with a checkpoint (tfppo.trainer.CallbackError).
+    callbacks: a callable or a list of them, each given every update's record (the metrics.jsonl
+      row); one that returns a true value stops training cleanly (checkpoint, final evaluation
+      and SavedModel as usual). One that raises stops training with a checkpoint
+      (tfppo.trainer.CallbackError).
     torso / critic_torso: builders `observation_shape -> keras.Model` mapping [B, *shape] to
       [B, features], replacing the MLP torsos (critic_torso defaults to another `torso`).
 
     Raises ConfigError for bad settings, envs or networks, before anything is written.
     """
     config = config if config is not None else Config()
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"config={_short(config)} ({type(config).__name__}); expected a tfppo.Config, e.g. "
+            "tfppo.Config(total_timesteps=20_000)"
+        )
     if logdir is not None:
         config = dataclasses.replace(config, logdir=logdir)
     return run(
@@ -160,5 +166,29 @@ def train(
         env,
         torso=torso,
         critic_torso=critic_torso,
-        callbacks=list(callbacks),
+        callbacks=_callbacks(callbacks),
     )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _callbacks(callbacks) -> list:
+    """One callable or an iterable of them; anything else is refused before training starts."""
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        listed = list(callbacks)
+    except TypeError:
+        raise ConfigError(
+            f"callbacks={_short(callbacks)} ({type(callbacks).__name__}); expected a callable or a list of them"
+        ) from None
+    for index, callback in enumerate(listed):
+        if not callable(callback):
+            raise ConfigError(
+                f"callbacks[{index}]={_short(callback)} ({type(callback).__name__}) is not callable; "
+                "expected a function of the update's record"
+            )
+    return listed
