@@ -129,6 +129,48 @@ class ServingParityTest(tf.test.TestCase, parameterized.TestCase):
     def test_runtimes_ran_without_tensorflow(self):
         self.assertEqual(self.run_result.returncode, 0, self.run_result.stderr[-3000:])
         self.assertEqual(self.run_result.stdout.split()[-2:], ["ok", "False"])
+        # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." is held back.
+        self.assertNotIn("XNNPACK", self.run_result.stderr)
+
+    def test_a_conversion_that_works_prints_nothing_to_stderr(self):
+        # TensorFlow's converters log through C++ absl logging, past TF_CPP_MIN_LOG_LEVEL
+        # ("WARNING: All log messages before absl::InitializeLog() ...", "Starting new session").
+        saved_model = os.path.join(self.directory, "box_fixed_saved_model")
+        for fmt in ("tflite", "onnx"):
+            out = os.path.join(self.directory, f"quiet.{fmt}")
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from tfppo import convert; convert.convert(*sys.argv[1:])",
+                ]
+                + [saved_model, out, fmt],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3"),
+            )
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            self.assertEqual(result.stderr, "", fmt)
+            self.assertTrue(os.path.isfile(out))
+
+    def test_native_log_is_held_and_written_only_when_the_block_fails(self):
+        with tempfile.TemporaryFile() as stderr:
+            saved = os.dup(2)
+            os.dup2(stderr.fileno(), 2)
+            try:
+                with convert.native_log_held():
+                    os.write(2, b"I0000 noise\n")
+                with self.assertRaisesRegex(RuntimeError, "converter failed"):
+                    with convert.native_log_held():
+                        os.write(2, b"E0000 why it failed\n")
+                        raise RuntimeError("converter failed")
+                os.write(2, b"after\n")
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            stderr.seek(0)
+            self.assertEqual(stderr.read(), b"E0000 why it failed\nafter\n")
 
     @parameterized.named_parameters(
         (f"{name}_{fmt}", name, fmt) for name in POLICIES for fmt in ("tflite", "onnx")

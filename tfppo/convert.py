@@ -18,10 +18,12 @@ metadata and ONNX metadata_props under the key "tfppo_metadata"; tfppo.runtimes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from tfppo.config import ConfigError
@@ -94,6 +96,28 @@ def _metadata(saved_model: str, **extra) -> dict:
     return {**load_metadata(saved_model), **extra}
 
 
+@contextlib.contextmanager
+def native_log_held():
+    """Holds what native code writes to stderr (fd 2) while the block runs, and writes it out only
+    if the block raises. TensorFlow's converters log through C++ absl logging ("WARNING: All log
+    messages before absl::InitializeLog() ...", "Starting new session"), which
+    TF_CPP_MIN_LOG_LEVEL does not reach: a conversion that worked then prints its path alone."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def to_tflite(saved_model: str, out: str, quantize: str = "none") -> str:
     """Writes the `action` and `value` signatures of a SavedModel as one .tflite file at `out`."""
     import tensorflow as tf
@@ -108,7 +132,8 @@ def to_tflite(saved_model: str, out: str, quantize: str = "none") -> str:
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     try:
-        flatbuffer = converter.convert()
+        with native_log_held():
+            flatbuffer = converter.convert()
     except Exception as error:  # The converter raises ConverterError, ValueError, ... by stage.
         raise ConversionError(f"TFLite conversion of {saved_model!r} failed: {failure_line(error)}") from None
     return write_atomically(out, _with_tflite_metadata(flatbuffer, meta))
@@ -158,7 +183,8 @@ def to_onnx(saved_model: str, out: str) -> str:
 
     function = signature(policy, specs)
     try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=ONNX_OPSET)
+        with native_log_held():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=ONNX_OPSET)
     except Exception as error:  # tf2onnx raises ValueError, RuntimeError, ... by stage.
         raise ConversionError(f"ONNX conversion of {saved_model!r} failed: {failure_line(error)}") from None
     entry = proto.metadata_props.add()

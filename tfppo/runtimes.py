@@ -19,7 +19,7 @@ import numpy as np
 
 from tfppo import rundir, saved_policy
 from tfppo.config import ConfigError
-from tfppo.convert import METADATA_KEY  # convert imports no TensorFlow at module level
+from tfppo.convert import METADATA_KEY, native_log_held  # convert imports no TensorFlow at module level
 from tfppo.observations import ObservationSpec, export_feed
 
 
@@ -138,8 +138,12 @@ class TFLiteModel(ExportedModel):
         try:
             with open(path, "rb") as f:
                 meta = read_tflite_metadata(f.read())
-            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
-            self.runners = {key: self.interpreter.get_signature_runner(key) for key in ("action", "value")}
+            with native_log_held():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate"
+                self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+                self.interpreter.allocate_tensors()  # applies the delegate (and logs) here
+                self.runners = {
+                    key: self.interpreter.get_signature_runner(key) for key in ("action", "value")
+                }
         except (ValueError, RuntimeError, KeyError) as error:
             raise ConfigError(f"{path!r} is not a tfppo TFLite model: {_first_line(error)}") from None
         super().__init__("tflite", path, meta)
