@@ -52,6 +52,7 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
             "sigma": "state_dependent",
             "num_envs": 4,
             "norm_obs": False,
+            "gamma": 0.995,
         }
         for preset, base, flags in (
             ("swimmer_gsde", "swimmer", gsde),
