@@ -56,7 +56,7 @@ class PlotTest(absltest.TestCase):
 
         root = make_tempdir(self)
         run = fake_run(root, "long_seed0", np.linspace(0, 5000, 20))
-        flags = "halfcheetah_sb3 --target_kl=0.03 --actor_lr=4e-5 --critic_lr=4e-5 --anneal_lr"
+        flags = "hopper:--target_kl=0.03 --sigma=state_dependent --num_envs=4 --norm_obs=false --gamma=0.995"
         boxes = {}
         original = matplotlib.figure.Figure.savefig
 
@@ -71,8 +71,8 @@ class PlotTest(absltest.TestCase):
             plot.plot_runs(
                 [run],
                 os.path.join(root, "long.png"),
-                title=f"HalfCheetah-v5, {flags} (5 seeds)",
-                labels=[f"HalfCheetah-v5 {flags}"],
+                title=f"InvertedDoublePendulum-v5, {flags} (5 seeds)",
+                labels=[f"InvertedDoublePendulum-v5 {flags}"],
             )
         self.assertLen(boxes, 2)
         for text, (box, figure) in boxes.items():

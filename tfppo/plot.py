@@ -55,7 +55,7 @@ def _label(logdir: str) -> str:
 
 # Characters per line of a title and of a legend entry on the 7-inch figures: longer ones (a
 # preset with its flags) wrap at spaces instead of running off the image's edges.
-TITLE_WIDTH, LEGEND_WIDTH = 72, 60
+TITLE_WIDTH, LEGEND_WIDTH = 60, 60
 
 
 def _wrap(text: str, width: int) -> str:
