@@ -8,8 +8,9 @@ reads only the action mask from a step's info, and at episode ends the final obs
 the ended episode's info (`episode`, `is_success`). LeanSyncVectorEnv steps the same envs in the
 same order with the same SAME_STEP autoreset and returns the same observations, rewards and
 flags; its info keeps the keys the Collector reads (KEPT_KEYS) and, on the step an env ends, that
-env's `final_obs` and full `final_info` as gymnasium gives them. Everything else (reset, close,
-spaces, call, render) is gymnasium's.
+env's `final_obs` and full `final_info` as gymnasium gives them. A reward that is not a real
+number (None, a string) is refused, where gymnasium's would store nan or parse it. Everything
+else (reset, close, spaces, call, render) is gymnasium's.
 """
 
 from __future__ import annotations
