@@ -40,6 +40,22 @@ def assert_same(test, expected, actual, path="value"):
         np.testing.assert_array_equal(expected, actual, err_msg=path)
 
 
+class FixedStep(gym.Env):
+    """Every step returns observation(action) (a row of the Box by default) and `reward`."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, observation=lambda action: np.full(3, 0.5), reward=1.0):
+        self.observation, self.reward = observation, reward
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return self.observation(action), self.reward, False, False, {}
+
+
 class LeanSyncVectorEnvTest(parameterized.TestCase):
     @parameterized.parameters(
         ("CartPole-v1", 3, 120),
@@ -83,32 +99,17 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
     def test_observations_that_are_not_arrays_of_the_row_shape(self):
         # A floating Box's rows are assigned as they arrive; a list is stacked as gymnasium does,
         # and a wrong shape still fails as gymnasium's np.stack does (no silent broadcast).
-        class Loose(gym.Env):
-            observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-            action_space = gym.spaces.Discrete(2)
-
-            def __init__(self, shape):
-                self.shape = shape
-
-            def reset(self, seed=None, options=None):
-                return np.zeros(3, np.float32), {}
-
-            def step(self, action):
-                if self.shape is None:
-                    return [0.25, 0.5, float(action)], 1.0, False, False, {}
-                return np.full(self.shape, 0.5), 1.0, False, False, {}
-
-        listed = LeanSyncVectorEnv([lambda: Loose(None), lambda: Loose((3,))])
+        listed = LeanSyncVectorEnv([lambda: FixedStep(lambda action: [0.25, 0.5, float(action)]), FixedStep])
         listed.reset(seed=0)
         observation = listed.step(np.array([1, 0]))[0]
         np.testing.assert_array_equal(observation, [[0.25, 0.5, 1.0], [0.5, 0.5, 0.5]])
         self.assertEqual(observation.dtype, np.float32)
         for make in (gym.vector.SyncVectorEnv, LeanSyncVectorEnv):
-            wrong = make([lambda: Loose((3,)), lambda: Loose((1,))])
+            wrong = make([FixedStep, lambda: FixedStep(lambda action: np.full(1, 0.5))])
             wrong.reset(seed=0)
             with self.assertRaises(ValueError, msg=make.__name__):
                 wrong.step(np.array([0, 0]))
-        wrong = LeanSyncVectorEnv([lambda: Loose((3,)), lambda: Loose((1,))])
+        wrong = LeanSyncVectorEnv([FixedStep, lambda: FixedStep(lambda action: np.full(1, 0.5))])
         wrong.reset(seed=0)
         with self.assertRaisesRegex(  # which env, what it returned and what was expected
             ConfigError,
@@ -119,21 +120,8 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
     def test_rewards_that_are_not_real_numbers(self):
         # Real scalars of any kind (and a 0-d array) give gymnasium's reward row; None would be
         # stored as nan and a string parsed ("1.5" -> 1.5), so both are refused naming the env.
-        class Rewarding(gym.Env):
-            observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-            action_space = gym.spaces.Discrete(2)
-
-            def __init__(self, reward):
-                self.reward = reward
-
-            def reset(self, seed=None, options=None):
-                return np.zeros(1, np.float32), {}
-
-            def step(self, action):
-                return np.zeros(1, np.float32), self.reward, False, False, {}
-
         good = [1.5, 2, True, np.float32(0.25), np.int64(-3), np.array(4.0)]
-        lean = LeanSyncVectorEnv([lambda r=r: Rewarding(r) for r in good])
+        lean = LeanSyncVectorEnv([lambda r=r: FixedStep(reward=r) for r in good])
         lean.reset(seed=0)
         rewards = lean.step(np.zeros(len(good), np.int64))[1]
         np.testing.assert_array_equal(rewards, [1.5, 2.0, 1.0, 0.25, -3.0, 4.0])
@@ -143,7 +131,7 @@ class LeanSyncVectorEnvTest(parameterized.TestCase):
             ("1.5", "'1.5' (str)"),
             (np.array([1.0]), "array([1.]) (ndarray)"),
         ):
-            lean = LeanSyncVectorEnv([lambda: Rewarding(1.0), lambda b=bad: Rewarding(b)])
+            lean = LeanSyncVectorEnv([FixedStep, lambda b=bad: FixedStep(reward=b)])
             lean.reset(seed=0)
             with self.assertRaisesRegex(
                 ConfigError, f"^{re.escape(f'env 1 returned reward {shown}; expected a real number')}$"

@@ -106,16 +106,16 @@ def native_log_held():
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
+        failed = True
         try:
             yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
-            raise
+            failed = False
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            if failed:
+                held.seek(0)
+                os.write(2, held.read())
 
 
 def to_tflite(saved_model: str, out: str, quantize: str = "none") -> str:

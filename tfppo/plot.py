@@ -53,13 +53,13 @@ def _label(logdir: str) -> str:
     return re.split(r"[_-]seed", name)[0]
 
 
-# Characters per line of a title and of a legend entry on the 7-inch figures: longer ones (a
-# preset with its flags) wrap at spaces instead of running off the image's edges.
-TITLE_WIDTH, LEGEND_WIDTH = 60, 60
+# Characters per line of a title or a legend entry on the 7-inch figures: longer ones (a preset
+# with its flags) wrap at spaces instead of running off the image's edges.
+WRAP_WIDTH = 60
 
 
-def _wrap(text: str, width: int) -> str:
-    return textwrap.fill(text, width, break_on_hyphens=False)
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, WRAP_WIDTH, break_on_hyphens=False)
 
 
 def plot_runs(
@@ -89,12 +89,12 @@ def plot_runs(
         end = min(run[-1][x] for run in runs)
         grid = np.linspace(min(run[0][x] for run in runs), end, 200)
         curves = np.stack([np.interp(grid, [r[x] for r in run], [r[y] for r in run]) for run in runs])
-        (line,) = ax.plot(grid, curves.mean(0), label=_wrap(f"{label} (n={len(runs)})", LEGEND_WIDTH))
+        (line,) = ax.plot(grid, curves.mean(0), label=_wrap(f"{label} (n={len(runs)})"))
         if len(runs) > 1:
             ax.fill_between(grid, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
-    ax.set_title(_wrap(title, TITLE_WIDTH))
+    ax.set_title(_wrap(title))
     ax.grid(alpha=0.3)
     if ax.lines:  # no finite value yet (no episode has ended): an empty plot, no legend
         ax.legend(loc="lower right", fontsize=8)
@@ -131,7 +131,7 @@ def plot_tutorial_style(logdirs: Sequence[str], out: str, title: str = "", label
             ax.fill_between(episode, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("episode")
     ax.set_ylabel("moving-averaged episode reward (0.9 / 0.1)")
-    ax.set_title(_wrap(title, TITLE_WIDTH))
+    ax.set_title(_wrap(title))
     ax.grid(alpha=0.3)
     if ax.lines:  # no finite value yet (no episode has ended): an empty plot, no legend
         ax.legend(loc="lower right", fontsize=8)
