@@ -8,7 +8,8 @@ from gymnasium.vector import AutoresetMode
 import tests.fake_envs  # noqa: F401  (registers the test envs)
 from tests.fake_envs import RecordingBoxEnv
 from tfppo import envs as envs_lib
-from tfppo import rollout
+from tfppo import rollout, sync_vector
+from tfppo.config import ConfigError
 
 
 def gae_by_definition(rewards, values, terminated, truncated, truncation_values, last_value, gamma, lam):
@@ -231,6 +232,29 @@ class CollectorTest(absltest.TestCase):
 
         with self.assertRaisesRegex(ValueError, r"env 0 returned reward nan at env step 4"):
             collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
+
+    def test_a_refused_reward_names_the_env_step(self):
+        class NoReward(tests.fake_envs.NanRewardEnv):
+            def step(self, action):
+                observation, reward, terminated, truncated, info = super().step(action)
+                return observation, (None if self.t == 3 else reward), terminated, truncated, info
+
+        vector_env = sync_vector.LeanSyncVectorEnv([NoReward, NoReward])
+        vector_env.reset(seed=0)
+        spec = envs_lib.env_spec(vector_env.single_observation_space, vector_env.single_action_space, False)
+        collector = rollout.Collector(vector_env, spec, seed=0, reward_shift=0.0, reward_scale=1.0)
+
+        def policy_step(observation, mask):
+            return {
+                "action": np.zeros(2, np.int32),
+                "log_prob": np.zeros(2),
+                "value": np.zeros(2),
+                "logits": np.zeros((2, 2)),
+            }
+
+        message = r"^env 0 returned reward None \(NoneType\); expected a real number \(at env step 4\)$"
+        with self.assertRaisesRegex(ConfigError, message):
+            collector.collect(rollout.Rollout(8, 2, spec), policy_step, lambda obs: np.zeros(len(obs)))
 
     def test_mask_from_info_is_stored_and_checked(self):
         collector, spec = make_collector("MaskedChain-v0", num_envs=2)

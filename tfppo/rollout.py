@@ -232,8 +232,8 @@ class Collector:
         (the MuJoCo presets) this loop's own work is comparable to the env's."""
         try:
             observation, reward, terminated, truncated, info = self.env.step(action)
-        except ConfigError:
-            raise
+        except ConfigError as error:  # the vector env's own checks (a refused reward or observation)
+            raise ConfigError(f"{error} (at env step {self.env_steps})") from error
         except Exception as error:  # the user's env: one line naming it, not a traceback
             raise user_error(f"the env's step at env step {self.env_steps}", error) from error
         reward = np.asarray(reward, np.float64)
