@@ -65,6 +65,7 @@ class Preset:
     cleanrl_env: str | None = None  # the env id CleanRL's script runs (None: env)
     sb3_env: str | None = None  # the env id SB3's driver runs (None: env)
     tfagents: bool = True
+    env_kwargs: tuple = ()  # (name, value) pairs of gymnasium.make for the peers that make `env`
     # Atari: SB3 runs CnnPolicy on make_atari_env + VecFrameStack(4), CleanRL ppo_atari.py, both
     # on the raw NoFrameskip id (their wrappers add what tfppo/Atari-v0 has built in); so only
     # tfppo's venv measures a random-policy rate of the wrapped env the agents step.
@@ -204,7 +205,7 @@ PRESETS = {
         cleanrl_script="ppo_atari.py",
         cleanrl_env="BreakoutNoFrameskip-v4",
         sb3_env="BreakoutNoFrameskip-v4",
-        tfagents=False,
+        env_kwargs=(("game", "Breakout"),),  # TF-Agents steps tfppo/Atari-v0 itself
         atari=True,
     ),
 }

@@ -28,6 +28,15 @@ Built the way TF-Agents' own examples build PPO:
 - networks: 64x64 tanh; discrete actions: `ActorDistributionNetwork` (categorical head);
   continuous: `PPOActorNetwork().create_sequential_actor_net` (orthogonal init, state-independent
   sigma, TF-Agents' MuJoCo preset); `ValueNetwork` with orthogonal init and tanh.
+- --atari: the env is tfppo's own `tfppo/Atari-v0` (CleanRL's Atari wrappers), imported from
+  the tfppo tree in --tfppo_dir, so TF-Agents steps exactly the env tfppo steps; uint8 frames
+  [4, 84, 84] go into the replay buffer as they are. Both networks are the Nature CNN (32x8x8
+  stride 4, 64x4x4 stride 2, 64x3x3 stride 1) and 512 relu units, as `conv_layer_params` and
+  `fc_layer_params` of `ActorDistributionNetwork` and `ValueNetwork`, behind a preprocessing
+  layer that scales the frames by 1/255 and moves the frame axis last. PPOClipAgent takes the
+  actor and the value network as two networks, so TF-Agents runs two CNNs where CleanRL, SB3 and
+  tfppo share one torso between the heads. The reported return is the game score (the env's
+  RecordEpisodeStatistics), not TF-Agents' AverageReturnMetric of clipped per-life rewards.
 - optimiser: `tf.compat.v1.train.AdamOptimizer(epsilon=1e-5)`, the learning rate decaying
   linearly over the updates when `anneal_lr` (schulman17's `learning_rate_fn`).
 
@@ -58,11 +67,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--records", required=True, help="jsonl written after every update")
     parser.add_argument("--summary", required=True, help="json written at the end")
     parser.add_argument("--intra_op_threads", type=int, default=1)
-    return parser.parse_args()
+    parser.add_argument("--atari", action="store_true", help="tfppo/Atari-v0 and the Nature CNN")
+    parser.add_argument("--env_kwargs", default="{}", help="JSON keyword arguments of gymnasium.make")
+    parser.add_argument("--tfppo_dir", help="--atari: the tfppo tree whose tfppo.atari makes the env")
+    args = parser.parse_args()
+    if args.atari and not args.tfppo_dir:
+        parser.error("--atari needs --tfppo_dir (the env is tfppo's tfppo/Atari-v0)")
+    return args
 
 
-def make_env_class():
-    """A TF-Agents PyEnvironment around one gymnasium env (float32 observations)."""
+def make_env_class(env_kwargs: dict, atari: bool, scores: list):
+    """A TF-Agents PyEnvironment around one gymnasium env: float32 observations, or with `atari`
+    the uint8 frames as they are and each finished game's score appended to `scores`."""
     import gymnasium
     import numpy as np
     from tf_agents.environments import py_environment
@@ -72,14 +88,16 @@ def make_env_class():
     class GymnasiumEnv(py_environment.PyEnvironment):
         def __init__(self, env_id: str, seed: int):
             super().__init__(handle_auto_reset=True)  # a step after the last one resets the env
-            self._env = gymnasium.make(env_id)
+            self._env = gymnasium.make(env_id, **env_kwargs)
             self._seed = seed
             obs_space, action_space = self._env.observation_space, self._env.action_space
+            self._dtype = obs_space.dtype if atari else np.float32
+            limits = np.iinfo(self._dtype) if atari else np.finfo(np.float32)
             self._observation_spec = array_spec.BoundedArraySpec(
                 obs_space.shape,
-                np.float32,
-                np.maximum(obs_space.low, np.finfo(np.float32).min).astype(np.float32),
-                np.minimum(obs_space.high, np.finfo(np.float32).max).astype(np.float32),
+                self._dtype,
+                np.maximum(obs_space.low, limits.min).astype(self._dtype),
+                np.minimum(obs_space.high, limits.max).astype(self._dtype),
                 name="observation",
             )
             self._discrete = isinstance(action_space, gymnasium.spaces.Discrete)
@@ -102,12 +120,14 @@ def make_env_class():
         def _reset(self):
             observation, _ = self._env.reset(seed=self._seed)
             self._seed = None  # seed the first reset only, as the other libraries do
-            return ts.restart(observation.astype(np.float32))
+            return ts.restart(observation.astype(self._dtype))
 
         def _step(self, action):
             action = int(action) if self._discrete else np.clip(action, self._low, self._high)
-            observation, reward, terminated, truncated, _ = self._env.step(action)
-            observation, reward = observation.astype(np.float32), np.float32(reward)
+            observation, reward, terminated, truncated, info = self._env.step(action)
+            observation, reward = observation.astype(self._dtype), np.float32(reward)
+            if atari and "episode" in info:  # the game ended (not a life): its raw score
+                scores.append(float(info["episode"]["r"]))
             if terminated:
                 return ts.termination(observation, reward)
             if truncated:  # the time limit, as suite_gym's TimeLimit wrapper reports it
@@ -117,7 +137,17 @@ def make_env_class():
     return GymnasiumEnv
 
 
-def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update):
+NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (filters, kernel size, stride) per layer
+
+
+def frames_layer():
+    """uint8 frames [B, F, H, W] -> float32 [B, H, W, F] in [0, 1] (TF's CPU convolutions are NHWC)."""
+    import tensorflow as tf
+
+    return tf.keras.layers.Lambda(lambda x: tf.transpose(tf.cast(x, tf.float32) / 255.0, [0, 2, 3, 1]))
+
+
+def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update, atari: bool = False):
     import tensorflow as tf
     from tf_agents.agents.ppo import ppo_actor_network, ppo_clip_agent
     from tf_agents.networks import actor_distribution_network, value_network
@@ -125,23 +155,32 @@ def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update)
 
     observation_spec, action_spec = tf_env.observation_spec(), tf_env.action_spec()
     hidden = tuple(hyper["hidden_sizes"])
+    # --atari: the Nature CNN before the dense layers, relu throughout (CleanRL's ppo_atari).
+    torso = dict(preprocessing_layers=frames_layer(), conv_layer_params=NATURE_CNN) if atari else {}
+    activation = tf.keras.activations.relu if atari else tf.keras.activations.tanh
     if tensor_spec.is_discrete(action_spec):
         actor_net = actor_distribution_network.ActorDistributionNetwork(
             observation_spec,
             action_spec,
             fc_layer_params=hidden,
-            activation_fn=tf.keras.activations.tanh,
+            activation_fn=activation,
             kernel_initializer=tf.keras.initializers.Orthogonal(seed=seed),
+            **torso,
         )
+    elif atari:
+        raise SystemExit("error: --atari needs a discrete action space")
     else:
         actor_net = ppo_actor_network.PPOActorNetwork().create_sequential_actor_net(
             hidden, action_spec, seed=seed
         )
+    if atari:  # a layer object belongs to one network: the value network gets its own
+        torso = dict(preprocessing_layers=frames_layer(), conv_layer_params=NATURE_CNN)
     value_net = value_network.ValueNetwork(
         observation_spec,
         fc_layer_params=hidden,
-        activation_fn=tf.keras.activations.tanh,
+        activation_fn=activation,
         kernel_initializer=tf.keras.initializers.Orthogonal(seed=seed + 1),
+        **torso,
     )
     learning_rate = hyper["learning_rate"]
     if hyper["anneal_lr"]:
@@ -235,7 +274,15 @@ def main() -> None:
     tf.random.set_seed(args.seed)
     np.random.seed(args.seed)
     tf.constant(0.0) + 1.0  # initialises the TF runtime before the clock (library start-up)
-    env_class = make_env_class()
+    if args.atari:
+        import sys
+
+        sys.path.insert(0, args.tfppo_dir)
+        from tfppo import atari as tfppo_atari  # gymnasium and NumPy only: no TensorFlow
+
+        tfppo_atari.ensure_registered(args.env)
+    scores = []  # --atari: finished games' scores
+    env_class = make_env_class(json.loads(args.env_kwargs), args.atari, scores)
     batch_size = args.num_envs * hyper["num_steps"]
     num_updates = math.ceil(args.total_timesteps / batch_size)
     with open(args.records, "w", encoding="utf-8") as records_file:
@@ -245,7 +292,7 @@ def main() -> None:
         )
         tf_env = tf_py_environment.TFPyEnvironment(py_env)
         current_update = tf.Variable(0, dtype=tf.int64)
-        agent = make_agent(tf_env, hyper, args.seed, num_updates, current_update)
+        agent = make_agent(tf_env, hyper, args.seed, num_updates, current_update, args.atari)
         # Room for the boundary steps (env resets) the driver adds beyond num_steps per env.
         max_length = 2 * hyper["num_steps"] + 2
         replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
@@ -271,11 +318,15 @@ def main() -> None:
             train()
             replay_buffer.clear()
             current_update.assign_add(1)
-            finished = int(episodes.result())
+            if args.atari:  # games, not TF-Agents' episodes (lives)
+                finished, mean = len(scores), float(np.mean(scores[-100:])) if scores else None
+            else:
+                finished = int(episodes.result())
+                mean = float(returns.result()) if finished else None
             record = {
                 "global_step": int(env_steps.result()),
                 "episodes": finished,
-                "episode_return_mean": float(returns.result()) if finished else None,
+                "episode_return_mean": mean,
                 "wall_s": time.perf_counter() - started,
                 "gradient_steps": int(agent.train_step_counter.numpy()),
             }

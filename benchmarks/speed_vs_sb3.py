@@ -71,6 +71,7 @@ SB3_SETUP = SETUP["sb3"]
 ATARI_SETUP = {
     "sb3": ".venv-sb3/bin/pip install ale-py==0.12.1 opencv-python-headless==5.0.0.93",
     "cleanrl": ".venv-cleanrl/bin/pip install ale-py==0.9.1 'opencv-python-headless==4.11.0.86'",
+    "tfagents": ".venv-tfagents/bin/pip install ale-py==0.12.1 'opencv-python-headless==4.11.0.86'",
 }
 RANDOM_SECONDS = 3.0  # how long the random-policy loop runs per measurement
 
@@ -340,9 +341,9 @@ def run_cleanrl(name: str, seed: int, total: int, rundir: str, cleanrl_dir: str)
     return row(name, env, "cleanrl", seed, read_json(stem + ".jsonl", "cleanrl"), timing)
 
 
-def run_tfagents(name: str, seed: int, total: int, rundir: str) -> dict:
+def tfagents_command(name: str, seed: int, total: int, stem: str, tfppo_dir: str) -> list:
+    """The driver's command line; tfppo_dir: the Atari preset's env is that tree's tfppo/Atari-v0."""
     preset = PRESETS[name]
-    stem = os.path.join(rundir, f"{name}_tfagents_seed{seed}")
     command = [
         venv_python("tfagents"),
         os.path.join(BENCHMARKS, "_tfagents_driver.py"),
@@ -354,6 +355,17 @@ def run_tfagents(name: str, seed: int, total: int, rundir: str) -> dict:
         f"--records={stem}.jsonl",
         f"--summary={stem}.json",
     ]
+    if preset.env_kwargs:
+        command.append(f"--env_kwargs={json.dumps(dict(preset.env_kwargs))}")
+    if preset.atari:
+        command += ["--atari", f"--tfppo_dir={tfppo_dir}"]
+    return command
+
+
+def run_tfagents(name: str, seed: int, total: int, rundir: str, tfppo_dir: str) -> dict:
+    preset = PRESETS[name]
+    stem = os.path.join(rundir, f"{name}_tfagents_seed{seed}")
+    command = tfagents_command(name, seed, total, stem, tfppo_dir)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run_command(command, stem + ".log", f"TF-Agents on {preset.env} seed {seed}", env=env)
     summary = read_json(stem + ".json", "tfagents")
@@ -540,7 +552,7 @@ def run_seed(name: str, seed: int, args: argparse.Namespace, meta: dict, rundir:
     if "cleanrl" in args.peers and preset.cleanrl_script:
         yield run_cleanrl(name, seed, total, rundir, args.cleanrl_dir)
     if "tfagents" in args.peers and preset.tfagents:
-        yield run_tfagents(name, seed, total, rundir)
+        yield run_tfagents(name, seed, total, rundir, args.tfppo_dir)
     if not args.skip_tfppo:
         yield run_tfppo(name, meta["tfppo_flags"][name], seed, total, rundir, args.tfppo_dir)
     if with_envpool(args, preset):

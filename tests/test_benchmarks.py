@@ -260,6 +260,16 @@ class SpeedPresetArgumentsTest(absltest.TestCase):
             self.assertLessEqual(used, set(given), name)
             json.dumps(given)
 
+    def test_tfagents_steps_tfppos_own_atari_env(self):
+        atari = speed_vs_sb3.tfagents_command("atari_breakout", 1, 4096, "/runs/a", "/trees/t")
+        self.assertEqual(atari[2:4], ["--env=tfppo/Atari-v0", "--num_envs=8"])
+        self.assertEqual(
+            atari[-3:], ['--env_kwargs={"game": "Breakout"}', "--atari", "--tfppo_dir=/trees/t"]
+        )
+        cartpole = speed_vs_sb3.tfagents_command("cartpole", 1, 4096, "/runs/c", "/trees/t")
+        self.assertEqual(cartpole[-1], "--summary=/runs/c.json")  # no Atari flags, no kwargs
+        self.assertFalse(_speed_presets.PRESETS["cartpole_novel_lstm"].tfagents)  # no LSTM PPO there
+
     def test_command_line_parsing(self):
         self.assertEqual(speed_vs_sb3.parse_timesteps("4096"), {"*": 4096})
         self.assertEqual(speed_vs_sb3.parse_timesteps("hopper=250000,512"), {"hopper": 250000, "*": 512})
