@@ -23,6 +23,7 @@ import _cleanrl_driver  # noqa: E402
 import _random_policy  # noqa: E402
 import _speed_presets  # noqa: E402
 import _speed_report  # noqa: E402
+import conv_time  # noqa: E402
 import loop_overhead  # noqa: E402
 import mujoco_suite  # noqa: E402
 import presets  # noqa: E402
@@ -57,6 +58,21 @@ class TimeBreakdownTest(absltest.TestCase):
         top = sum(seconds for label, (seconds, _) in rows.items() if not label.startswith("of which"))
         self.assertAlmostEqual(top, loop, delta=0.01)
         self.assertGreater(rows["first update (tracing, graph optimisation)"][0], 0.0)
+
+
+class ConvTimeTest(absltest.TestCase):
+    def test_two_torsos_hold_twice_the_cnn(self):
+        # The Nature CNN and its 512 units: 3 convolutions and a dense layer over 7 x 7 x 64.
+        cnn = (8 * 8 * 4 * 32 + 32) + (4 * 4 * 32 * 64 + 64) + (3 * 3 * 64 * 64 + 64) + (3136 * 512 + 512)
+        heads = (512 * 4 + 4) + (512 + 1)
+        threads = conv_time.tf.config.threading.get_intra_op_parallelism_threads()  # fixed once TF runs
+        small = ["--batch=2", "--act_batch=1", "--steps=1", "--rounds=1", f"--intra_op_threads={threads}"]
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            one = conv_time.main(["--torsos=1", *small])
+            two = conv_time.main(["--torsos=2", *small])
+        self.assertEqual((one["weights"], two["weights"]), (cnn + heads, 2 * cnn + heads))
+        self.assertTrue(all(run["step_ms"] > 0 and run["act_ms"] > 0 for run in (one, two)))
+        self.assertIn("ms per gradient step (2 frames)", printed.getvalue())
 
 
 class UpdateTimeTest(absltest.TestCase):
@@ -263,9 +279,7 @@ class SpeedPresetArgumentsTest(absltest.TestCase):
     def test_tfagents_steps_tfppos_own_atari_env(self):
         atari = speed_vs_sb3.tfagents_command("atari_breakout", 1, 4096, "/runs/a", "/trees/t")
         self.assertEqual(atari[2:4], ["--env=tfppo/Atari-v0", "--num_envs=8"])
-        self.assertEqual(
-            atari[-3:], ['--env_kwargs={"game": "Breakout"}', "--atari", "--tfppo_dir=/trees/t"]
-        )
+        self.assertEqual(atari[-3:], ['--env_kwargs={"game": "Breakout"}', "--atari", "--tfppo_dir=/trees/t"])
         cartpole = speed_vs_sb3.tfagents_command("cartpole", 1, 4096, "/runs/c", "/trees/t")
         self.assertEqual(cartpole[-1], "--summary=/runs/c.json")  # no Atari flags, no kwargs
         self.assertFalse(_speed_presets.PRESETS["cartpole_novel_lstm"].tfagents)  # no LSTM PPO there

@@ -146,6 +146,7 @@ class DocCommandsTest(absltest.TestCase):
     def test_every_benchmark_command_parses_and_names_valid_presets(self):
         sys.path.insert(0, os.path.join(REPO, "benchmarks"))
         import _random_policy  # noqa: PLC0415
+        import conv_time  # noqa: PLC0415
         import loop_overhead  # noqa: PLC0415
         import mujoco_suite  # noqa: PLC0415
         import presets  # noqa: PLC0415
@@ -181,6 +182,7 @@ class DocCommandsTest(absltest.TestCase):
             elif argv[0] == "benchmarks/update_time.py":  # Run for real in test_benchmarks.py.
                 texts = [update_time.build_parser().parse_args(argv[1:]).preset]
             elif argv[0] in (
+                "benchmarks/conv_time.py",
                 "benchmarks/loop_overhead.py",
                 "benchmarks/scaling.py",
                 "benchmarks/vector_modes.py",
@@ -188,6 +190,7 @@ class DocCommandsTest(absltest.TestCase):
                 "benchmarks/tabular_optimum.py",
             ):
                 module = {
+                    "conv_time.py": conv_time,
                     "loop_overhead.py": loop_overhead,
                     "scaling.py": scaling,
                     "vector_modes.py": vector_modes,
