@@ -78,6 +78,10 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM: the runs were told to save a checkpoint and stop."""
 
 
+class RunFailed(Exception):
+    """A training run exited with an error; the message names the command, its last line and log."""
+
+
 class Runs:
     """The training processes in flight, so an interruption reaches every one of them."""
 
@@ -159,7 +163,8 @@ def run_one(preset_text: str, seed: int, out: str, extra: list) -> dict:
     if code != 0:
         with open(log_path, encoding="utf-8") as log:
             last = [line.strip() for line in log if line.strip()][-1:]
-        raise RuntimeError(f"{' '.join(command)} failed (exit {code}): {last}; log {log_path}")
+        last_line = last[0] if last else "no output"
+        raise RunFailed(f"{label} seed {seed} failed (exit {code}): {last_line} (log: {log_path})")
     how = " (resumed)" if resumed else ""
     print(f"{label} seed {seed}: {time.time() - started:.0f} s{how}", flush=True)
     return row(preset, label, seed, logdir)
@@ -297,6 +302,15 @@ def run_all(run, jobs: list, parallel: int) -> list:
             file=sys.stderr,
         )
         sys.exit(2)
+    except RunFailed as failure:  # One line, not the thread pool's traceback; the others stop too.
+        RUNS.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        print(
+            f"error: {failure}; the other runs in progress saved a checkpoint and the same "
+            "command resumes them",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     pool.shutdown()
     return rows
 

@@ -601,6 +601,20 @@ class MujocoSuiteTest(absltest.TestCase):
         self.assertEqual(raised.exception.code, 2)
         self.assertEqual(err.getvalue(), "error: --parallel=0 must be >= 1\n")
 
+    def test_a_failed_run_is_one_line_naming_it_and_its_log(self):
+        out = make_tempdir(self)
+        command = [sys.executable, os.path.join(REPO, "benchmarks", "presets.py"), "--presets=cartpole"]
+        script = start_script([*command, "--seeds=0", f"--out={out}", "--", "--total_timesteps=-5"])
+        _, stderr = script.communicate(timeout=300)
+        self.assertEqual(script.returncode, 1, stderr[-3000:])
+        log = os.path.join(out, "runs", "cartpole_seed0.log")
+        self.assertRegex(
+            stderr.strip(),
+            rf"^error: cartpole seed 0 failed \(exit 2\): error: .*total_timesteps.* \(log: {re.escape(log)}\); "
+            "the other runs in progress saved a checkpoint and the same command resumes them$",
+        )
+        self.assertFalse(os.path.exists(os.path.join(out, "results.md")))
+
 
 if __name__ == "__main__":
     absltest.main()
