@@ -79,7 +79,7 @@ class Interrupted(Exception):
 
 
 class RunFailed(Exception):
-    """A training run exited with an error; the message names the command, its last line and log."""
+    """A training run exited with an error; the message names the run, its last line and its log."""
 
 
 class Runs:
@@ -106,20 +106,22 @@ class Runs:
         with self.lock:
             self.processes.discard(process)
 
-    def stop(self, timeout_s: float = 120.0) -> None:
-        """SIGINT to every run (tfppo checkpoints on it), then waits for them to exit."""
+    def stop(self, timeout_s: float = 120.0) -> int:
+        """SIGINT to every run (tfppo checkpoints on it), then waits for them to exit; returns
+        how many were still running."""
         with self.lock:
             self.stopping = True
             processes = list(self.processes)
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+        running = [process for process in processes if process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGINT)
         deadline = time.time() + timeout_s
         for process in processes:
             try:
                 process.wait(timeout=max(deadline - time.time(), 0.1))
             except subprocess.TimeoutExpired:
                 process.kill()
+        return len(running)
 
 
 RUNS = Runs()
@@ -303,13 +305,10 @@ def run_all(run, jobs: list, parallel: int) -> list:
         )
         sys.exit(2)
     except RunFailed as failure:  # One line, not the thread pool's traceback; the others stop too.
-        RUNS.stop()
+        others = RUNS.stop()
         pool.shutdown(wait=True, cancel_futures=True)
-        print(
-            f"error: {failure}; the other runs in progress saved a checkpoint and the same "
-            "command resumes them",
-            file=sys.stderr,
-        )
+        stopped = f"; {others} other run(s) in progress saved a checkpoint" if others else ""
+        print(f"error: {failure}{stopped}; the same command reuses finished runs", file=sys.stderr)
         sys.exit(1)
     pool.shutdown()
     return rows

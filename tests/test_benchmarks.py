@@ -611,7 +611,7 @@ class MujocoSuiteTest(absltest.TestCase):
         self.assertRegex(
             stderr.strip(),
             rf"^error: cartpole seed 0 failed \(exit 2\): error: .*total_timesteps.* \(log: {re.escape(log)}\); "
-            "the other runs in progress saved a checkpoint and the same command resumes them$",
+            "the same command reuses finished runs$",  # no other run was in progress
         )
         self.assertFalse(os.path.exists(os.path.join(out, "results.md")))
 
