@@ -155,9 +155,11 @@ def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update,
 
     observation_spec, action_spec = tf_env.observation_spec(), tf_env.action_spec()
     hidden = tuple(hyper["hidden_sizes"])
-    # --atari: the Nature CNN before the dense layers, relu throughout (CleanRL's ppo_atari).
-    torso = dict(preprocessing_layers=frames_layer(), conv_layer_params=NATURE_CNN) if atari else {}
-    activation = tf.keras.activations.relu if atari else tf.keras.activations.tanh
+
+    def torso():  # --atari: the Nature CNN before the dense layers (a layer object serves one network)
+        return dict(preprocessing_layers=frames_layer(), conv_layer_params=NATURE_CNN) if atari else {}
+
+    activation = tf.keras.activations.relu if atari else tf.keras.activations.tanh  # CleanRL's ppo_atari
     if tensor_spec.is_discrete(action_spec):
         actor_net = actor_distribution_network.ActorDistributionNetwork(
             observation_spec,
@@ -165,7 +167,7 @@ def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update,
             fc_layer_params=hidden,
             activation_fn=activation,
             kernel_initializer=tf.keras.initializers.Orthogonal(seed=seed),
-            **torso,
+            **torso(),
         )
     elif atari:
         raise SystemExit("error: --atari needs a discrete action space")
@@ -173,14 +175,12 @@ def make_agent(tf_env, hyper: dict, seed: int, num_updates: int, current_update,
         actor_net = ppo_actor_network.PPOActorNetwork().create_sequential_actor_net(
             hidden, action_spec, seed=seed
         )
-    if atari:  # a layer object belongs to one network: the value network gets its own
-        torso = dict(preprocessing_layers=frames_layer(), conv_layer_params=NATURE_CNN)
     value_net = value_network.ValueNetwork(
         observation_spec,
         fc_layer_params=hidden,
         activation_fn=activation,
         kernel_initializer=tf.keras.initializers.Orthogonal(seed=seed + 1),
-        **torso,
+        **torso(),
     )
     learning_rate = hyper["learning_rate"]
     if hyper["anneal_lr"]:

@@ -147,10 +147,14 @@ class GaeBitForBitTest(parameterized.TestCase):
             np.testing.assert_array_equal(a.view(np.uint32), e.view(np.uint32))
 
 
-def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0, store_clipped=False):
-    vector_env = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
-    )
+def make_collector(
+    env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0, store_clipped=False, vector_env=None
+):
+    """vector_env: a vector env of your own in place of gymnasium's SyncVectorEnv of env_id."""
+    if vector_env is None:
+        vector_env = gym.vector.SyncVectorEnv(
+            [lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+        )
     _, info = vector_env.reset(seed=0)
     spec = envs_lib.env_spec(
         vector_env.single_observation_space, vector_env.single_action_space, envs_lib.MASK_KEY in info
@@ -164,6 +168,20 @@ def make_collector(env_id="RecordingBox-v0", num_envs=1, shift=0.0, scale=1.0, s
         train_on_clipped_actions=store_clipped,
     )
     return collector, spec
+
+
+def idle_policy(num_envs: int, num_actions: int = 2):
+    """A policy_step for Discrete(num_actions) envs that always takes action 0."""
+
+    def policy_step(observation, mask):
+        return {
+            "action": np.zeros(num_envs, np.int32),
+            "log_prob": np.zeros(num_envs),
+            "value": np.zeros(num_envs),
+            "logits": np.zeros((num_envs, num_actions)),
+        }
+
+    return policy_step
 
 
 class CollectorTest(absltest.TestCase):
@@ -221,17 +239,8 @@ class CollectorTest(absltest.TestCase):
     def test_nan_reward_is_a_clear_error(self):
         collector, spec = make_collector("NanReward-v0")
         buffer = rollout.Rollout(8, 1, spec)
-
-        def policy_step(observation, mask):
-            return {
-                "action": np.zeros(1, np.int32),
-                "log_prob": np.zeros(1),
-                "value": np.zeros(1),
-                "logits": np.zeros((1, 2)),
-            }
-
         with self.assertRaisesRegex(ValueError, r"env 0 returned reward nan at env step 4"):
-            collector.collect(buffer, policy_step, lambda obs: np.zeros(len(obs)))
+            collector.collect(buffer, idle_policy(1), lambda obs: np.zeros(len(obs)))
 
     def test_a_refused_reward_names_the_env_step(self):
         class NoReward(tests.fake_envs.NanRewardEnv):
@@ -239,22 +248,10 @@ class CollectorTest(absltest.TestCase):
                 observation, reward, terminated, truncated, info = super().step(action)
                 return observation, (None if self.t == 3 else reward), terminated, truncated, info
 
-        vector_env = sync_vector.LeanSyncVectorEnv([NoReward, NoReward])
-        vector_env.reset(seed=0)
-        spec = envs_lib.env_spec(vector_env.single_observation_space, vector_env.single_action_space, False)
-        collector = rollout.Collector(vector_env, spec, seed=0, reward_shift=0.0, reward_scale=1.0)
-
-        def policy_step(observation, mask):
-            return {
-                "action": np.zeros(2, np.int32),
-                "log_prob": np.zeros(2),
-                "value": np.zeros(2),
-                "logits": np.zeros((2, 2)),
-            }
-
+        collector, spec = make_collector(vector_env=sync_vector.LeanSyncVectorEnv([NoReward, NoReward]))
         message = r"^env 0 returned reward None \(NoneType\); expected a real number \(at env step 4\)$"
         with self.assertRaisesRegex(ConfigError, message):
-            collector.collect(rollout.Rollout(8, 2, spec), policy_step, lambda obs: np.zeros(len(obs)))
+            collector.collect(rollout.Rollout(8, 2, spec), idle_policy(2), lambda obs: np.zeros(len(obs)))
 
     def test_mask_from_info_is_stored_and_checked(self):
         collector, spec = make_collector("MaskedChain-v0", num_envs=2)
