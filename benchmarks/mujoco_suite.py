@@ -16,6 +16,15 @@ best of them; the mean and the worst seed as a normalised score, (score - random
 - random), with the random policy's mean return measured here (`--random_episodes`, seeded);
 the two targets (mean >= the best anchor, i.e. normalised >= 1; no seed below 0.6); and over the
 suite the interquartile mean (IQM, rliable's: the middle 50% of all seed-level normalised scores).
+
+The anchors were not measured alike: CleanRL's is a training return (exploration noise in every
+action), rl-zoo's and TF-Agents' are deterministic evaluations of the final policy (the zoo's
+benchmark plays 150k steps; TF-Agents evaluates greedily). So each run's final policy is also
+played deterministically for `--eval_episodes` (150; seeds 50000..50149, `python -m
+tfppo.evaluate`, kept in the run's directory as final_eval_N_sS.json and reused), and a second
+table scores every anchor in its own measure: the training return against CleanRL, the
+evaluation against rl-zoo and TF-Agents, each with the same two targets. The first table, the
+training return against the best anchor whatever its measure, is the stricter one.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -59,7 +69,11 @@ ANCHORS = {
     "Reacher-v5": {"TF-Agents": -7.71},
     "Pusher-v5": {"CleanRL": -40.38},
 }
+# What each source's number is: "training" (the last episodes' return while training, actions
+# sampled) or "evaluation" (the final policy's deterministic actions; greedy in TF-Agents).
+MEASURES = {"CleanRL": "training", "rl-zoo": "evaluation", "TF-Agents": "evaluation"}
 WORST_SHARE = 0.6  # issue 18: no seed below 60% of the best anchor (normalised)
+EVAL_SEED = 50_000  # the final evaluation's first episode seed: not a training or eval seed
 
 
 def best_anchor(env: str) -> tuple[str, float]:
@@ -100,6 +114,46 @@ def random_return(env_id: str, episodes: int, seed: int = 0) -> float:
             done = terminated or truncated
     env.close()
     return total / episodes
+
+
+def final_evaluation(logdir: str, episodes: int, seed: int = EVAL_SEED) -> float:
+    """Mean return of the run's final policy over `episodes` deterministic episodes (seeds from
+    `seed`), played by `tfppo.evaluate` and kept in the run's directory (reused when present)."""
+    path = os.path.join(logdir, f"final_eval_{episodes}_s{seed}.json")
+    if not os.path.isfile(path):
+        command = [sys.executable, "-m", "tfppo.evaluate", f"--model={logdir}", f"--episodes={episodes}"]
+        command += [f"--seed={seed}", f"--returns_out={path}"]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise presets.RunFailed(
+                f"the final evaluation of {logdir} failed (exit {done.returncode}): {last}"
+            )
+    with open(path, encoding="utf-8") as f:
+        return float(json.load(f)["mean"])
+
+
+def by_anchor(env: str, finals: list, evals: list | None, random: float) -> dict:
+    """Every anchor of env scored in its own measure: {source: measure, anchor, normalised mean and
+    worst seed, met}; an evaluation anchor without evaluations (`--eval_episodes=0`) is left out."""
+    out = {}
+    for source, anchor in ANCHORS[env].items():
+        measure = MEASURES[source]
+        scores = finals if measure == "training" else evals
+        if scores is None:
+            continue
+        normalised_scores = [normalised(x, random, anchor) for x in scores]
+        mean, worst = float(np.mean(normalised_scores)), float(min(normalised_scores))
+        out[source] = {
+            "measure": measure,
+            "anchor": anchor,
+            "mean": float(np.mean(scores)),
+            "worst": float(min(scores)),
+            "mean_normalised": mean,
+            "worst_normalised": worst,
+            "met": bool(mean >= 1.0 and worst >= WORST_SHARE),
+        }
+    return out
 
 
 def preset_env(preset: str) -> str:
@@ -146,6 +200,9 @@ def summarise(rows: list, randoms: dict) -> list:
     out = []
     for (env, preset), chosen in groups.items():
         finals = [r["final_last100"] for r in chosen]
+        evals = [r.get("final_eval") for r in chosen]
+        evals = evals if all(e is not None for e in evals) else None
+        anchors = by_anchor(env, finals, evals, randoms[env])
         source, anchor = best_anchor(env)
         scores = [normalised(f, randoms[env], anchor) for f in finals]
         out.append(
@@ -166,9 +223,20 @@ def summarise(rows: list, randoms: dict) -> list:
                 "worst_normalised": float(min(scores)),
                 "mean_target_met": bool(np.mean(scores) >= 1.0),
                 "worst_target_met": bool(min(scores) >= WORST_SHARE),
+                "final_eval": evals,
+                "by_anchor": anchors,
+                # Every anchor met in its own measure (None: an evaluation anchor not measured).
+                "anchors_met": all(a["met"] for a in anchors.values())
+                if len(anchors) == len(ANCHORS[env])
+                else None,
             }
         )
     return out
+
+
+def episodes_text(rows: list) -> str:
+    counts = sorted({r["eval_episodes"] for r in rows if r.get("final_eval") is not None})
+    return " or ".join(str(c) for c in counts) + " episodes"
 
 
 def write_results(rows: list, summary: list, out: str, command: str, shared: str) -> str:
@@ -199,6 +267,28 @@ def write_results(rows: list, summary: list, out: str, command: str, shared: str
             f"| {num(s['worst'])} | {num(s['random_return'])} | {anchors} | {s['mean_normalised']:.2f} "
             f"| {s['worst_normalised']:.2f} | {', '.join(met)} |"
         )
+    if any(s["final_eval"] for s in summary):
+        lines += [
+            "",
+            "Each anchor in its own measure: CleanRL's against the training return above, rl-zoo's and "
+            "TF-Agents' against the deterministic evaluation of the final policy (the mean of "
+            f"{episodes_text(rows)} per seed); normalised mean and worst seed, the same two targets.",
+            "",
+            "| env | preset | evaluation per seed | mean ± std | worst | each anchor: measure, normalised mean, worst | every anchor met |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in (s for s in summary if s["final_eval"]):
+            evals = s["final_eval"]
+            anchors = "; ".join(
+                f"{source} {num(a['anchor'])} ({a['measure']}): {a['mean_normalised']:.2f}, "
+                f"{a['worst_normalised']:.2f}" + ("" if a["met"] else " **short**")
+                for source, a in s["by_anchor"].items()
+            )
+            lines.append(
+                f"| {s['env']} | {s['preset']} | {', '.join(num(e) for e in evals)} "
+                f"| {num(float(np.mean(evals)))} ± {num(float(np.std(evals)))} | {num(min(evals))} "
+                f"| {anchors} | {'**met**' if s['anchors_met'] else 'no'} |"
+            )
     scores = [x for s in summary if s["preset"] == shared for x in s["normalised"]]
     if scores:  # none when only env-specific presets ran (--envs=)
         lines += [
@@ -260,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--random_episodes", type=int, default=20)
+    parser.add_argument(
+        "--eval_episodes",
+        type=int,
+        default=150,
+        help="deterministic episodes of each run's final policy, for the evaluation anchors (0: none)",
+    )
     parser.add_argument("--out", default="docs/benchmarks/mujoco_suite")
     return parser
 
@@ -275,6 +371,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             2, f"error: --envs: {unknown[0] if unknown else '(none)'} is not one of {', '.join(ENVS)}\n"
         )
     presets.check_seeds_and_parallel(parser, args)
+    if args.eval_episodes < 0:
+        parser.exit(2, f"error: --eval_episodes={args.eval_episodes} must be >= 0 (0: no final evaluation)\n")
     args.specific_list = []
     for item in (i for i in args.specific.split(",") if i):
         env, _, preset = item.partition(":")
@@ -299,6 +397,8 @@ def main() -> None:
     def run(job):
         env, preset, seed = job
         row = presets.run_one(preset_text(preset, env), seed, out, [])
+        final = final_evaluation(row["logdir"], args.eval_episodes) if args.eval_episodes else None
+        row = dict(row, final_eval=final, eval_episodes=args.eval_episodes)
         return dict(row, env=env, preset=preset, **diagnostics(row["logdir"]))
 
     runs = [(env, preset, seed) for env, preset in jobs for seed in args.seed_list]

@@ -537,6 +537,68 @@ class MujocoSuiteTest(absltest.TestCase):
         self.assertIn(f"**{mujoco_suite.iqm(scores):.2f}** (3 runs)", text)
         with open(os.path.join(out, "results.json")) as f:
             self.assertEqual(len(json.load(f)["summary"]), 2)
+        self.assertNotIn("Each anchor in its own measure", text)  # no final evaluations
+
+    def test_each_anchor_is_scored_in_its_own_measure(self):
+        # HalfCheetah: CleanRL's anchor is a training return, rl-zoo's and TF-Agents' evaluations.
+        def row(seed, final, evaluation):
+            return {
+                "env": "HalfCheetah-v5",
+                "preset": "halfcheetah",
+                "seed": seed,
+                "final_last100": final,
+                "eval_return": evaluation,
+                "final_eval": evaluation,
+                "eval_episodes": 150,
+            }
+
+        rows = [row(0, 5500.0, 6000.0), row(1, 5300.0, 5900.0)]
+        (summary,) = mujoco_suite.summarise(rows, {"HalfCheetah-v5": -300.0})
+        self.assertFalse(summary["mean_target_met"])  # training 5400 against the best, 5819.1
+        anchors = summary["by_anchor"]
+        self.assertEqual(
+            {k: (a["measure"], a["mean"], a["worst"]) for k, a in anchors.items()},
+            {
+                "CleanRL": ("training", 5400.0, 5300.0),
+                "rl-zoo": ("evaluation", 5950.0, 5900.0),
+                "TF-Agents": ("evaluation", 5950.0, 5900.0),
+            },
+        )
+        self.assertAlmostEqual(anchors["rl-zoo"]["mean_normalised"], 6250.0 / 6119.1)
+        self.assertAlmostEqual(anchors["CleanRL"]["worst_normalised"], 5600.0 / 1742.64)
+        self.assertTrue(all(a["met"] for a in anchors.values()) and summary["anchors_met"])
+        # An evaluation below the zoo's anchor is short there, and so is the row.
+        rows[1] = row(1, 5300.0, 5000.0)
+        (summary,) = mujoco_suite.summarise(rows, {"HalfCheetah-v5": -300.0})
+        self.assertEqual([k for k, a in summary["by_anchor"].items() if not a["met"]], ["rl-zoo"])
+        self.assertFalse(summary["anchors_met"])
+        out = make_tempdir(self)
+        text = open(mujoco_suite.write_results(rows, [summary], out, "cmd", "hopper")).read()
+        self.assertIn("the mean of 150 episodes per seed", text)
+        self.assertIn(
+            "| HalfCheetah-v5 | halfcheetah | 6000, 5000 | 5500 ± 500 | 5000 | CleanRL 1443 (training): "
+            f"{5700 / 1742.64:.2f}, {5600 / 1742.64:.2f}; rl-zoo 5819 (evaluation): {5800 / 6119.1:.2f}, "
+            f"{5300 / 6119.1:.2f} **short**; TF-Agents 4239 (evaluation): {5800 / 4539:.2f}, {5300 / 4539:.2f} | no |",
+            text,
+        )
+        # Without evaluations (--eval_episodes=0) the evaluation anchors are not judged at all.
+        for r in rows:
+            r["final_eval"] = None
+        (summary,) = mujoco_suite.summarise(rows, {"HalfCheetah-v5": -300.0})
+        self.assertEqual((list(summary["by_anchor"]), summary["anchors_met"]), (["CleanRL"], None))
+
+    def test_final_evaluation_is_reused_and_a_failure_is_one_line(self):
+        logdir = make_tempdir(self)
+        with open(os.path.join(logdir, "final_eval_150_s50000.json"), "w") as f:
+            json.dump({"mean": 5829.5, "returns": [5829.5]}, f)
+        self.assertEqual(mujoco_suite.final_evaluation(logdir, 150), 5829.5)  # no process started
+        with self.assertRaises(presets.RunFailed) as raised:
+            mujoco_suite.final_evaluation(logdir, 3)  # no saved_model in it: tfppo.evaluate refuses
+        self.assertIn(
+            f"the final evaluation of {logdir} failed (exit 2): error: --model=", str(raised.exception)
+        )
+        self.assertEqual(str(raised.exception).count("\n"), 0)
+        self.assertFalse(os.path.exists(os.path.join(logdir, "final_eval_3_s50000.json")))
 
     def test_preset_text_names_the_env_only_when_it_differs(self):
         self.assertEqual(mujoco_suite.preset_text("hopper", "Hopper-v5"), "hopper")
@@ -586,6 +648,7 @@ class MujocoSuiteTest(absltest.TestCase):
             (["--specific=Hopper-v5"], "must be ENV:PRESET"),
             (["--preset=nope"], "no experiments/nope.flags"),
             (["--specific=Swimmer-v5:nope:--gamma=0.9"], "no experiments/nope.flags"),
+            (["--eval_episodes=-1"], "--eval_episodes=-1 must be >= 0"),
         ):
             err = io.StringIO()
             with self.assertRaises(SystemExit) as raised, contextlib.redirect_stderr(err):

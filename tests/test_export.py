@@ -298,6 +298,31 @@ class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):
             # the run directory, named as tfppo.train names it
             again = run_module("tfppo.evaluate", f"--logdir={logdir}", "--episodes=2")
             self.assertEqual((again.returncode, again.stdout), (0, evaluate.stdout), again.stderr[-2000:])
+            # --returns_out: every episode's return as JSON, and never over an existing file.
+            out = os.path.join(logdir, "returns.json")
+            written = run_module(
+                "tfppo.evaluate", f"--logdir={logdir}", "--episodes=2", f"--returns_out={out}"
+            )
+            self.assertEqual(
+                (written.returncode, written.stdout), (0, evaluate.stdout), written.stderr[-2000:]
+            )
+            record = json.load(open(out))
+            self.assertEqual(
+                (record["env"], record["episodes"], record["first_seed"], len(record["returns"])),
+                ("CartPole-v1", 2, summary["seed"] + 10_000, 2),
+            )
+            self.assertAlmostEqual(record["mean"], summary["eval_return_mean"], places=4)
+            self.assertAlmostEqual(record["mean"], float(np.mean(record["returns"])), places=6)
+            before = open(out).read()
+            refused = run_module(
+                "tfppo.evaluate", f"--logdir={logdir}", "--episodes=2", f"--returns_out={out}"
+            )
+            self.assertEqual(refused.returncode, 2)
+            self.assertEqual(
+                refused.stderr.strip().splitlines(),
+                [f"error: --returns_out={out!r} already exists; choose a new path"],
+            )
+            self.assertEqual(open(out).read(), before)
             # videos through gymnasium's RecordVideo
             videos = os.path.join(make_tempdir(self), "videos")
             recorded = run_module(

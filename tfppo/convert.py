@@ -51,17 +51,18 @@ def failure_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def new_file(path: str) -> None:
-    """Refuses an existing `path`: nothing is ever overwritten."""
+def new_file(path: str, flag: str = "--out") -> None:
+    """Refuses an existing `path` (given as `flag`): nothing is ever overwritten."""
     if os.path.exists(path):
-        raise ConfigError(f"--out={path!r} already exists; choose a new path")
+        raise ConfigError(f"{flag}={path!r} already exists; choose a new path")
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.exists(parent) and not os.path.isdir(parent):
-        raise ConfigError(f"--out={path!r}: {parent!r} is a file, not a directory")
+        raise ConfigError(f"{flag}={path!r}: {parent!r} is a file, not a directory")
 
 
-def write_atomically(path: str, data: bytes) -> str:
-    new_file(path)
+def write_atomically(path: str, data: bytes, flag: str = "--out") -> str:
+    """Writes a new file whole (a .partial renamed into place); an existing `path` is refused."""
+    new_file(path, flag)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = path + ".partial"
     with open(temporary, "wb") as f:

@@ -5,7 +5,8 @@ or a training run's directory (its saved_model/; `--logdir=RUN` says the same) (
 `--saved_model=DIR` is the same flag's older name). The SavedModel runs with
 TensorFlow alone (the policy needs neither tfppo's networks nor tfp), TFLite in ai-edge-litert,
 ONNX in onnxruntime. It plays deterministic episodes (the `action` signature) and prints the
-mean and std of the undiscounted return. By default the env id comes from the model's metadata and episode i is
+mean and std of the undiscounted return; `--returns_out=FILE` also writes every episode's return
+as JSON (a new file; an existing one is refused). By default the env id comes from the model's metadata and episode i is
 seeded with the training seed + 10000 + i, the seeds of the training run's final evaluation,
 so the printed mean reproduces `eval_return_mean` of its summary.json.
 """
@@ -33,6 +34,11 @@ flags.DEFINE_integer(
     "seed", -1, "Seed of the first episode (episode i: seed + i); default: training seed + 10000."
 )
 flags.DEFINE_string("video_dir", "", "Record every episode as an MP4 here (gymnasium's RecordVideo).")
+flags.DEFINE_string(
+    "returns_out",
+    "",
+    "Also write the episodes' returns here as JSON (env, seeds, returns, mean, std); a new file.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -83,6 +89,28 @@ def describe(action) -> str:
     return f"{action.kind}({', '.join(map(str, sizes))})"
 
 
+def write_returns(path: str, env_id: str, seed: int, returns: list[float], model_format: str) -> None:
+    """--returns_out: the episodes as JSON, written whole; a refused write is one ConfigError line."""
+    import json
+
+    from tfppo import convert
+    from tfppo.config import ConfigError
+
+    record = {
+        "env": env_id,
+        "format": model_format,
+        "first_seed": seed,
+        "episodes": len(returns),
+        "returns": [float(r) for r in returns],
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+    }
+    try:
+        convert.write_atomically(path, json.dumps(record, indent=2).encode(), "--returns_out")
+    except OSError as error:
+        raise ConfigError(f"--returns_out={path!r}: cannot write it ({error.strerror or error})") from None
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument {argv[1]!r}; flags look like --name=value")
@@ -92,11 +120,13 @@ def main(argv) -> None:
         fail("pass --model or --saved_model (the same flag), not both")
     if not (FLAGS.model or FLAGS.saved_model):
         fail("--model is required: a run directory, a SavedModel directory, a .tflite or a .onnx file")
+    from tfppo import convert, evaluation, runtimes
     from tfppo import envs as envs_lib
-    from tfppo import evaluation, runtimes
     from tfppo.config import ConfigError
 
     try:
+        if FLAGS.returns_out:  # Refused before the episodes are played, not after.
+            convert.new_file(FLAGS.returns_out, "--returns_out")
         model = runtimes.open_model(FLAGS.model or FLAGS.saved_model or "")
         meta = model.metadata
         seed = FLAGS.seed if FLAGS.seed >= 0 else meta["flags"]["seed"] + 10_000
@@ -116,6 +146,8 @@ def main(argv) -> None:
             returns = evaluation.run_episodes(env, model.act, FLAGS.episodes, seed, spec, model.reset)
         finally:
             env.close()
+        if FLAGS.returns_out:
+            write_returns(FLAGS.returns_out, env_id, seed, returns, model.format)
     except ConfigError as error:
         fail(str(error))
     print(
