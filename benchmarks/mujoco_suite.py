@@ -239,7 +239,7 @@ def episodes_text(rows: list) -> str:
     return " or ".join(str(c) for c in counts) + " episodes"
 
 
-def write_results(rows: list, summary: list, out: str, command: str, shared: str) -> str:
+def write_results(rows: list, summary: list, out: str, command: str, shared: str | None) -> str:
     def num(value):
         return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
 
@@ -287,10 +287,11 @@ def write_results(rows: list, summary: list, out: str, command: str, shared: str
             lines.append(
                 f"| {s['env']} | {s['preset']} | {', '.join(num(e) for e in evals)} "
                 f"| {num(float(np.mean(evals)))} ± {num(float(np.std(evals)))} | {num(min(evals))} "
-                f"| {anchors} | {'**met**' if s['anchors_met'] else 'no'} |"
+                f"| {anchors} | {'**met**' if s['anchors_met'] else '**short**'} |"
             )
-    scores = [x for s in summary if s["preset"] == shared for x in s["normalised"]]
-    if scores:  # none when only env-specific presets ran (--envs=)
+    # shared: the shared preset's name, None when only env-specific presets ran (--envs=).
+    scores = [x for s in summary if s["preset"] == shared for x in s["normalised"]] if shared else []
+    if scores:
         lines += [
             "",
             f"IQM of the normalised score over every env and seed of `{shared}`: **{iqm(scores):.2f}** "
@@ -406,7 +407,8 @@ def main() -> None:
     randoms = {env: random_return(env, args.random_episodes) for env in dict.fromkeys(e for e, _ in jobs)}
     summary = summarise(rows, randoms)
     command = "python benchmarks/mujoco_suite.py " + " ".join(sys.argv[1:])
-    print(open(write_results(rows, summary, out, command, args.preset)).read())
+    shared = args.preset if args.env_list else None  # --envs= runs no shared preset
+    print(open(write_results(rows, summary, out, command, shared)).read())
     for env, preset in dict.fromkeys(jobs):
         chosen = [r for r in rows if r["env"] == env and r["preset"] == preset]
         label = presets.parse_preset(preset_text(preset, env))[1]

@@ -573,12 +573,13 @@ class MujocoSuiteTest(absltest.TestCase):
         self.assertEqual([k for k, a in summary["by_anchor"].items() if not a["met"]], ["rl-zoo"])
         self.assertFalse(summary["anchors_met"])
         out = make_tempdir(self)
-        text = open(mujoco_suite.write_results(rows, [summary], out, "cmd", "hopper")).read()
+        text = open(mujoco_suite.write_results(rows, [summary], out, "cmd", None)).read()
         self.assertIn("the mean of 150 episodes per seed", text)
+        self.assertNotIn("IQM", text)  # no shared preset ran
         self.assertIn(
             "| HalfCheetah-v5 | halfcheetah | 6000, 5000 | 5500 ± 500 | 5000 | CleanRL 1443 (training): "
             f"{5700 / 1742.64:.2f}, {5600 / 1742.64:.2f}; rl-zoo 5819 (evaluation): {5800 / 6119.1:.2f}, "
-            f"{5300 / 6119.1:.2f} **short**; TF-Agents 4239 (evaluation): {5800 / 4539:.2f}, {5300 / 4539:.2f} | no |",
+            f"{5300 / 6119.1:.2f} **short**; TF-Agents 4239 (evaluation): {5800 / 4539:.2f}, {5300 / 4539:.2f} | **short** |",
             text,
         )
         # Without evaluations (--eval_episodes=0) the evaluation anchors are not judged at all.
