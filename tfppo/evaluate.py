@@ -37,7 +37,7 @@ flags.DEFINE_string("video_dir", "", "Record every episode as an MP4 here (gymna
 flags.DEFINE_string(
     "returns_out",
     "",
-    "Also write the episodes' returns here as JSON (env, seeds, returns, mean, std); a new file.",
+    "Also write the episodes here as JSON (env, first seed, every return, mean, std); a new file.",
 )
 FLAGS = flags.FLAGS
 
