@@ -234,11 +234,6 @@ def summarise(rows: list, randoms: dict) -> list:
     return out
 
 
-def episodes_text(rows: list) -> str:
-    counts = sorted({r["eval_episodes"] for r in rows if r.get("final_eval") is not None})
-    return " or ".join(str(c) for c in counts) + " episodes"
-
-
 def write_results(rows: list, summary: list, out: str, command: str, shared: str | None) -> str:
     def num(value):
         return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
@@ -268,11 +263,12 @@ def write_results(rows: list, summary: list, out: str, command: str, shared: str
             f"| {s['worst_normalised']:.2f} | {', '.join(met)} |"
         )
     if any(s["final_eval"] for s in summary):
+        episodes = next(r["eval_episodes"] for r in rows if r.get("final_eval") is not None)  # one per run
         lines += [
             "",
             "Each anchor in its own measure: CleanRL's against the training return above, rl-zoo's and "
             "TF-Agents' against the deterministic evaluation of the final policy (the mean of "
-            f"{episodes_text(rows)} per seed); normalised mean and worst seed, the same two targets.",
+            f"{episodes} episodes per seed); normalised mean and worst seed, the same two targets.",
             "",
             "| env | preset | evaluation per seed | mean ± std | worst | each anchor: measure, normalised mean, worst | every anchor met |",
             "|---|---|---|---|---|---|---|",
@@ -399,8 +395,8 @@ def main() -> None:
         env, preset, seed = job
         row = presets.run_one(preset_text(preset, env), seed, out, [])
         final = final_evaluation(row["logdir"], args.eval_episodes) if args.eval_episodes else None
-        row = dict(row, final_eval=final, eval_episodes=args.eval_episodes)
-        return dict(row, env=env, preset=preset, **diagnostics(row["logdir"]))
+        extra = dict(final_eval=final, eval_episodes=args.eval_episodes, **diagnostics(row["logdir"]))
+        return dict(row, env=env, preset=preset, **extra)
 
     runs = [(env, preset, seed) for env, preset in jobs for seed in args.seed_list]
     rows = presets.run_all(run, runs, args.parallel)

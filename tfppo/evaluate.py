@@ -13,10 +13,14 @@ so the printed mean reproduces `eval_return_mean` of its summary.json.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
 from absl import app, flags
+
+from tfppo import convert  # standard library only, as tfppo.config: --help stays instant
+from tfppo.config import ConfigError
 
 flags.DEFINE_string(
     "model",
@@ -91,11 +95,6 @@ def describe(action) -> str:
 
 def write_returns(path: str, env_id: str, seed: int, returns: list[float], model_format: str) -> None:
     """--returns_out: the episodes as JSON, written whole; a refused write is one ConfigError line."""
-    import json
-
-    from tfppo import convert
-    from tfppo.config import ConfigError
-
     record = {
         "env": env_id,
         "format": model_format,
@@ -120,9 +119,8 @@ def main(argv) -> None:
         fail("pass --model or --saved_model (the same flag), not both")
     if not (FLAGS.model or FLAGS.saved_model):
         fail("--model is required: a run directory, a SavedModel directory, a .tflite or a .onnx file")
-    from tfppo import convert, evaluation, runtimes
     from tfppo import envs as envs_lib
-    from tfppo.config import ConfigError
+    from tfppo import evaluation, runtimes
 
     try:
         if FLAGS.returns_out:  # Refused before the episodes are played, not after.
