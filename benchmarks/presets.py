@@ -45,6 +45,7 @@ THRESHOLDS = {
     "acrobot": ("episode_return_mean", -85.0),
     "pendulum": ("episode_return_mean", -200.0),
     "pendulum_gsde": ("episode_return_mean", -200.0),
+    "pendulum_gsde_tuned": ("episode_return_mean", -200.0),
     "lunarlander": ("episode_return_mean", 200.0),
     "lunarlander_continuous": ("episode_return_mean", 200.0),
     "halfcheetah": ("episode_return_mean", 3000.0),

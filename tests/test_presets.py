@@ -40,7 +40,7 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
         self.run_one_update(config_from_flagfile(path))
 
     def test_derived_presets_are_their_base_preset_with_exactly_these_flags(self):
-        # docs/mujoco.md reports swimmer_gsde's, the halfcheetah_sb3 presets' and
+        # docs/mujoco.md reports swimmer_gsde's, docs/action_spaces.md pendulum_gsde_tuned's, the halfcheetah_sb3 presets' and
         # inverted_double_pendulum_kl's seeds (docs/recurrent.md pendulum_novel_lstm_gsde's) from
         # runs of the base flagfile with these flags.
         gsde = {"sigma": "gsde", "sde_sample_freq": 4, "gsde_full_std": True, "sigma_min": 1e-6}
@@ -54,8 +54,16 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
             "norm_obs": False,
             "gamma": 0.995,
         }
+        tuned = {
+            "num_steps": 512,
+            "sigma_init": 0.5,
+            "clip_epsilon": 0.1,
+            "actor_lr": 7e-4,
+            "critic_lr": 7e-4,
+        }
         for preset, base, flags in (
             ("swimmer_gsde", "swimmer", gsde),
+            ("pendulum_gsde_tuned", "pendulum_gsde", tuned),
             ("pendulum_gsde", "pendulum", gsde),
             ("pendulum_novel_lstm_gsde", "pendulum_novel_lstm", gsde),
             ("halfcheetah_sb3", "halfcheetah", sb3),
