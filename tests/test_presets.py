@@ -56,6 +56,8 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
         }
         tuned = {
             "num_steps": 512,
+            "actor_epochs": 15,
+            "critic_epochs": 15,
             "sigma_init": 0.5,
             "clip_epsilon": 0.1,
             "actor_lr": 7e-4,
