@@ -40,9 +40,9 @@ class PresetTest(tf.test.TestCase, parameterized.TestCase):
         self.run_one_update(config_from_flagfile(path))
 
     def test_derived_presets_are_their_base_preset_with_exactly_these_flags(self):
-        # docs/mujoco.md reports swimmer_gsde's, docs/action_spaces.md pendulum_gsde_tuned's, the halfcheetah_sb3 presets' and
-        # inverted_double_pendulum_kl's seeds (docs/recurrent.md pendulum_novel_lstm_gsde's) from
-        # runs of the base flagfile with these flags.
+        # docs/mujoco.md reports swimmer_gsde's, the halfcheetah_sb3 presets' and
+        # inverted_double_pendulum_kl's seeds (docs/recurrent.md pendulum_novel_lstm_gsde's,
+        # docs/action_spaces.md pendulum_gsde_tuned's) from runs of the base flagfile with these flags.
         gsde = {"sigma": "gsde", "sde_sample_freq": 4, "gsde_full_std": True, "sigma_min": 1e-6}
         sb3 = {"joint_grad_norm": True, "vf_coef": 0.58096, "dense_init": "torch"}
         kl = {"target_kl": 0.03, "actor_lr": 4e-5, "critic_lr": 4e-5, "anneal_lr": True}
