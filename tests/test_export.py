@@ -13,9 +13,9 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from tests.helpers import blocking_prelude, make_tempdir, run_module, run_script
-from tfppo import distributions, envs, networks
+from tfppo import convert, distributions, envs, networks
 from tfppo import export as export_lib
-from tfppo.config import Config
+from tfppo.config import Config, ConfigError
 from tfppo.envs import ActionSpec, EnvSpec
 from tfppo.policy import Policy
 
@@ -265,6 +265,28 @@ def export_cli(*args: str) -> tuple[int, str]:
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         code = export_lib.main(["tfppo.export", *args])
     return code, stderr.getvalue()
+
+
+class WriteAtomicallyTest(tf.test.TestCase):
+    """convert.write_atomically, behind --returns_out and the TFLite/ONNX --out: one error line."""
+
+    def test_a_refused_write_is_one_line_and_leaves_no_partial_file(self):
+        path = "/proc/self/tfppo_returns.json"  # /proc refuses new files, even to root
+        with self.assertRaises(ConfigError) as raised:
+            convert.write_atomically(path, b"{}", "--returns_out")
+        message = str(raised.exception)
+        self.assertTrue(message.startswith(f"--returns_out={path!r}: cannot write it ("), message)
+        self.assertNotIn("\n", message)
+        self.assertFalse(os.path.exists(path + ".partial"))
+
+    def test_a_new_file_is_written_whole(self):
+        path = os.path.join(make_tempdir(self), "sub", "returns.json")
+        self.assertEqual(convert.write_atomically(path, b"[1, 2]"), path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"[1, 2]")
+        self.assertFalse(os.path.exists(path + ".partial"))
+        with self.assertRaises(ConfigError):  # and never over an existing one
+            convert.write_atomically(path, b"[]")
 
 
 class EvaluateCliTest(tf.test.TestCase, parameterized.TestCase):

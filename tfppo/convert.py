@@ -61,13 +61,19 @@ def new_file(path: str, flag: str = "--out") -> None:
 
 
 def write_atomically(path: str, data: bytes, flag: str = "--out") -> str:
-    """Writes a new file whole (a .partial renamed into place); an existing `path` is refused."""
+    """Writes a new file whole (a .partial renamed into place); an existing `path` is refused, and
+    a write the system refuses is one ConfigError line with no .partial left behind."""
     new_file(path, flag)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = path + ".partial"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.isfile(temporary):
+            os.remove(temporary)
+        raise ConfigError(f"{flag}={path!r}: cannot write it ({error.strerror or error})") from None
     return path
 
 
