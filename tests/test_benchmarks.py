@@ -305,6 +305,16 @@ class SpeedPresetArgumentsTest(absltest.TestCase):
         with self.assertRaises(SystemExit):
             speed_vs_sb3.parse_args(["--peers=rllib"])
 
+    def test_the_peers_setup_commands_are_the_documented_ones(self):
+        # README_speed's setup block is what a user copies; the script's failure message names
+        # the same command, so the two may not drift apart.
+        with open(os.path.join(REPO, "benchmarks", "README_speed.md"), encoding="utf-8") as f:
+            lines = {line.strip() for line in f}
+        commands = [*speed_vs_sb3.SETUP.values(), *speed_vs_sb3.ATARI_SETUP.values()]
+        self.assertLen(commands, 6)
+        for command in commands:
+            self.assertIn(command, lines)
+
     def test_command_line_shows_the_note_apart(self):
         self.assertEqual(
             speed_vs_sb3.command_line(["--seeds=0", "--note=a long sentence", "--cleanrl_dir=a b"]),
