@@ -109,6 +109,40 @@ class UpdateTimeTest(absltest.TestCase):
             self.assertIn(message, result.stderr.strip().splitlines()[-1])
 
 
+class PipelinedActingTest(absltest.TestCase):
+    def test_both_ways_are_timed_and_bad_input_is_one_line(self):
+        script = os.path.join(REPO, "benchmarks", "pipelined_acting.py")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+        def run(*args):
+            return subprocess.run(
+                [sys.executable, script, *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        result = run("--preset=cartpole", "--steps=3", "--rounds=2")
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        rounds = re.findall(r"^round \d: sequential ([0-9.]+) s, pipelined ([0-9.]+) s", result.stdout, re.M)
+        self.assertLen(rounds, 2)
+        self.assertTrue(all(float(t) > 0 for pair in rounds for t in pair))
+        self.assertIn("the policy alone:", result.stdout)
+        self.assertIn("for 8, ", result.stdout)  # the whole batch and a half of cartpole's 8 envs
+        self.assertIn("for 4 observations", result.stdout)
+        for args, message in (
+            (["--preset=nope"], "--preset=nope"),
+            (["--preset=masked_grid"], "action masks"),
+            (["--rounds=0"], "--rounds=0"),
+        ):
+            result = run(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+            self.assertIn(message, result.stderr)
+
+
 class PresetsInterruptTest(absltest.TestCase):
     @pytest.mark.slow
     def test_sigterm_checkpoints_the_runs_and_the_same_command_resumes_them(self):

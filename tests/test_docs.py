@@ -149,6 +149,7 @@ class DocCommandsTest(absltest.TestCase):
         import conv_time  # noqa: PLC0415
         import loop_overhead  # noqa: PLC0415
         import mujoco_suite  # noqa: PLC0415
+        import pipelined_acting  # noqa: PLC0415
         import presets  # noqa: PLC0415
         import scaling  # noqa: PLC0415
         import serving  # noqa: PLC0415
@@ -181,6 +182,8 @@ class DocCommandsTest(absltest.TestCase):
                 texts = [args.preset + (":" + "+".join(args.extra) if args.extra else "")]
             elif argv[0] == "benchmarks/update_time.py":  # Run for real in test_benchmarks.py.
                 texts = [update_time.build_parser().parse_args(argv[1:]).preset]
+            elif argv[0] == "benchmarks/pipelined_acting.py":  # Run for real in test_benchmarks.py.
+                texts = [pipelined_acting.build_parser().parse_args(argv[1:]).preset]
             elif argv[0] in (
                 "benchmarks/conv_time.py",
                 "benchmarks/loop_overhead.py",
