@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     spec = envs.probe_spec(config.env)
     if spec.has_mask:
         fail(f"--preset={args.preset} acts with action masks; this measurement takes unmasked presets")
+    if config.sigma == "gsde":  # One exploration matrix per env: a policy acts for a fixed batch.
+        fail(f"--preset={args.preset} explores with gSDE; this measurement takes other presets")
     tf.keras.utils.set_random_seed(0)
     actor, critic = networks.build(spec, config)
     policy = Policy(actor, critic, spec, seed=1)

@@ -135,6 +135,7 @@ class PipelinedActingTest(absltest.TestCase):
         for args, message in (
             (["--preset=nope"], "--preset=nope"),
             (["--preset=masked_grid"], "action masks"),
+            (["--preset=pendulum_gsde"], "gSDE"),
             (["--rounds=0"], "--rounds=0"),
         ):
             result = run(*args)
