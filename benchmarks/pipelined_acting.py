@@ -13,7 +13,9 @@ the preset's envs in two ways, alternating round by round in one process:
 
 Each round prints the seconds per `--steps` vector steps of both, then the envs alone on random
 actions and the policy alone on a full and a half batch. Actions are sampled, so the two ways
-see different episodes: read the times, not the returns.
+see different episodes: read the times, not the returns. A recurrent preset's policy acts from
+its initial state at every call (the cost of a call, not an episode's actions); masked and gSDE
+presets are refused.
 """
 
 from __future__ import annotations
