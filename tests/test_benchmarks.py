@@ -30,18 +30,21 @@ import presets  # noqa: E402
 import speed_vs_sb3  # noqa: E402
 
 
+def run_benchmark(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python benchmarks/<script> args` from the repository root, TensorFlow's logs quiet."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", script), *args],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class TimeBreakdownTest(absltest.TestCase):
     def test_three_updates_are_broken_down(self):
-        script = os.path.join(REPO, "benchmarks", "time_breakdown.py")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        result = subprocess.run(
-            [sys.executable, script, "--preset=cartpole", "--", "--total_timesteps=768"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = run_benchmark("time_breakdown.py", "--preset=cartpole", "--", "--total_timesteps=768")
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn("768 env steps, 3 updates", result.stdout)
         rows = {}
@@ -77,18 +80,8 @@ class ConvTimeTest(absltest.TestCase):
 
 class UpdateTimeTest(absltest.TestCase):
     def test_trees_alternate_and_bad_input_is_one_line(self):
-        script = os.path.join(REPO, "benchmarks", "update_time.py")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
         def run(*args):
-            return subprocess.run(
-                [sys.executable, script, *args],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+            return run_benchmark("update_time.py", *args)
 
         result = run("--preset=cartpole", "--updates=2", f"--trees={REPO},{REPO}", "--rounds=1")
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
@@ -111,18 +104,8 @@ class UpdateTimeTest(absltest.TestCase):
 
 class PipelinedActingTest(absltest.TestCase):
     def test_both_ways_are_timed_and_bad_input_is_one_line(self):
-        script = os.path.join(REPO, "benchmarks", "pipelined_acting.py")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
         def run(*args):
-            return subprocess.run(
-                [sys.executable, script, *args],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+            return run_benchmark("pipelined_acting.py", *args)
 
         result = run("--preset=cartpole", "--steps=3", "--rounds=2")
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
