@@ -58,6 +58,25 @@ class ProgressLineTest(tf.test.TestCase):
         self.assertEqual(second, "step 128 | episodes 1 | return 21.0 | 64 steps/s | 13% | time left 0m06s")
 
 
+class EpisodesFileTest(tf.test.TestCase):
+    def test_an_empty_file_gets_the_header_and_a_headed_one_keeps_its_rows(self):
+        # An empty episodes.csv is what a run killed between its first two flushes leaves (the
+        # metrics row on disk, the episodes' header still buffered): reopened, it needs the header.
+        logdir = make_tempdir(self)
+        path = os.path.join(logdir, "episodes.csv")
+        open(path, "w").close()
+        logger = metrics.MetricsLogger(logdir, 1000, 0, stream=io.StringIO())
+        logger.write_episodes([(72, 9.0, 9)])
+        logger.close()
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), "global_step,return,length\n72,9,9\n")
+        logger = metrics.MetricsLogger(logdir, 1000, 0, stream=io.StringIO())
+        logger.write_episodes([(96, 11.5, 12)])
+        logger.close()
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), "global_step,return,length\n72,9,9\n96,11.5,12\n")
+
+
 class RunTest(tf.test.TestCase):
     def test_outputs_and_resume_round_trip(self):
         logdir = make_tempdir(self)

@@ -83,9 +83,11 @@ class MetricsLogger:
         self.writer = tf.summary.create_file_writer(logdir, flush_millis=5000)
         self.jsonl = open(rundir.path(logdir, rundir.METRICS_FILE), "a", encoding="utf-8")
         episodes_path = rundir.path(logdir, rundir.EPISODES_FILE)
-        new_file = not os.path.exists(episodes_path)
+        # Empty too: a run killed between its first metrics flush and its first episodes flush
+        # leaves the file with no header (resume's truncation then keeps it empty).
+        headless = not os.path.exists(episodes_path) or os.path.getsize(episodes_path) == 0
         self.episodes_csv = open(episodes_path, "a", encoding="utf-8")
-        if new_file:
+        if headless:
             self.episodes_csv.write("global_step,return,length\n")
         self.total_steps, self.total_episodes = total_steps, total_episodes
         self.stream = stream or sys.stderr
